@@ -1,0 +1,159 @@
+"""The user-facing capture API: ``run`` marks an agent run, ``tool`` records tool calls."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from typing import Any, Callable, Iterable, Iterator, TypeVar, overload
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from tracetape.schemas import attributes as A
+from tracetape.schemas.events import EventKind
+
+from ._guard import guarded
+from ._payload import attach, preview, to_json_bytes
+from ._runs import Run, activate, deactivate
+
+__all__ = ["run", "tool", "tracer"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("tracetape")
+
+
+def _mark_error(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
+
+
+@contextlib.contextmanager
+def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> Iterator[Run]:
+    """Mark one agent run: every event inside gets its run id and sequence number.
+
+    The run itself is the first event (an ``invoke_agent`` span); its outcome
+    is ``error`` if the body raises, and the exception passes through unchanged.
+    """
+    current = Run(run_id or Run.new_id(), agent, tuple(str(t) for t in tags))
+    token = activate(current)
+    span = tracer().start_span(
+        f"invoke_agent {agent}",
+        kind=SpanKind.INTERNAL,
+        attributes={
+            A.EVENT_KIND: EventKind.RUN.value,
+            A.GEN_AI_OPERATION_NAME: "invoke_agent",
+            A.GEN_AI_AGENT_NAME: agent,
+            A.RUN_TAGS: list(current.tags),
+        },
+    )
+    outcome = "ok"
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield current
+    except BaseException as exc:
+        outcome = "error"
+        guarded(_mark_error, span, exc)
+        raise
+    finally:
+        deactivate(current, token)
+        guarded(_finish_run, span, current, outcome)
+
+
+def _finish_run(span: Span, current: Run, outcome: str) -> None:
+    span.set_attribute(A.RUN_OUTCOME, outcome)
+    span.set_attribute(A.RUN_EVENT_COUNT, current.event_count)
+    span.set_attribute(A.RUN_ERROR_COUNT, current.errors)
+    span.set_attribute(A.GEN_AI_USAGE_INPUT_TOKENS, current.input_tokens)
+    span.set_attribute(A.GEN_AI_USAGE_OUTPUT_TOKENS, current.output_tokens)
+    span.end()
+
+
+def _bound_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:
+    if signature is None:
+        return {"args": list(args), "kwargs": kwargs}
+    bound = signature.bind_partial(*args, **kwargs)
+    return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+
+
+def _start_tool(name: str, signature: inspect.Signature | None, args: tuple, kwargs: dict) -> Span:
+    span = tracer().start_span(f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes={
+        A.EVENT_KIND: EventKind.TOOL_CALL.value,
+        A.GEN_AI_OPERATION_NAME: "execute_tool",
+        A.GEN_AI_TOOL_NAME: name,
+    })
+    payload = to_json_bytes(_bound_arguments(signature, args, kwargs))
+    attach(span, "arguments", payload)
+    span.set_attribute(A.GEN_AI_TOOL_CALL_ARGUMENTS, preview(payload.decode("utf-8", "replace")))
+    return span
+
+
+def _end_tool(span: Span, result: Any) -> None:
+    payload = to_json_bytes(result)
+    attach(span, "result", payload)
+    span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, preview(payload.decode("utf-8", "replace")))
+    span.end()
+
+
+def _fail_tool(span: Span, exc: BaseException) -> None:
+    _mark_error(span, exc)
+    span.end()
+
+
+@contextlib.contextmanager
+def _tool_span(name: str, signature: inspect.Signature | None, args: tuple, kwargs: dict) -> Iterator[list[Any]]:
+    """One tool call as a span; the body appends the tool's result to the yielded list."""
+    outcome: list[Any] = []
+    span = guarded(_start_tool, name, signature, args, kwargs)
+    if span is None:
+        yield outcome
+        return
+    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        try:
+            yield outcome
+        except BaseException as exc:
+            guarded(_fail_tool, span, exc)
+            raise
+    guarded(_end_tool, span, outcome[0] if outcome else None)
+
+
+@overload
+def tool(fn: F) -> F: ...
+@overload
+def tool(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def tool(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Record each call of a tool function (sync or async): arguments, result or error."""
+
+    def decorate(func: F) -> F:
+        tool_name = name or func.__name__
+        try:
+            signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = None
+
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with _tool_span(tool_name, signature, args, kwargs) as outcome:
+                    outcome.append(await func(*args, **kwargs))
+                return outcome[0]
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _tool_span(tool_name, signature, args, kwargs) as outcome:
+                outcome.append(func(*args, **kwargs))
+            return outcome[0]
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(fn) if fn is not None else decorate
+
+

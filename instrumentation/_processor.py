@@ -1,0 +1,54 @@
+"""Stamps every span with its run, sequence number and project at start.
+
+Doing it in a SpanProcessor means spans from any instrumentation, ours or
+another library's, that start inside a run get a place in its order.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from tracetape.schemas import attributes as A
+
+from ._runs import Run, current_run
+
+__all__ = ["RunSpanProcessor"]
+
+
+class RunSpanProcessor(SpanProcessor):
+    def __init__(self, project: str) -> None:
+        self._project = project
+        # span id -> run, for spans open now: on_end gets a different object
+        # than on_start, and may run in another thread after the run's
+        # context is gone. Entries live exactly as long as their span.
+        self._open: dict[int, Run] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        run = current_run()
+        if run is None:
+            return
+        span.set_attribute(A.RUN_ID, run.run_id)
+        span.set_attribute(A.SEQ, run.next_seq())
+        span.set_attribute(A.PROJECT, self._project)
+        self._open[span.context.span_id] = run
+
+    def on_end(self, span: ReadableSpan) -> None:
+        run = self._open.pop(span.context.span_id, None) if span.context else None
+        if run is None:
+            return
+        attrs = span.attributes or {}
+        if attrs.get(A.EVENT_KIND) == "run":
+            return
+        run.add_usage(
+            int(attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
+            int(attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
+            span.status.status_code is StatusCode.ERROR,
+        )
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

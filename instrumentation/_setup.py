@@ -1,0 +1,176 @@
+"""``instrument()``: one line that wires the OTel SDK, the exporter, the blob
+uploader and the client patches, and ``uninstrument()`` that undoes all of it."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from tracetape.schemas import attributes as A
+from tracetape.schemas import config
+
+from . import _payload
+from ._blobs import BlobUploader
+from ._processor import RunSpanProcessor
+
+__all__ = ["instrument", "uninstrument", "flush", "Instrumentation"]
+
+_log = logging.getLogger(__name__)
+_lock = threading.Lock()
+
+
+class _Switch(SpanProcessor):
+    """tracetape's processors behind one switch.
+
+    OTel lets a process set its global provider once and never remove a
+    processor, so ``uninstrument()`` turns the switch off (flushing and
+    closing what it held) and a later ``instrument()`` turns it on again.
+    """
+
+    def __init__(self) -> None:
+        self.delegates: tuple[SpanProcessor, ...] = ()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        for delegate in self.delegates:
+            delegate.on_start(span, parent_context)
+
+    def on_end(self, span: Any) -> None:
+        for delegate in self.delegates:
+            delegate.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all([d.force_flush(timeout_millis) for d in self.delegates])
+
+    def shutdown(self) -> None:
+        delegates, self.delegates = self.delegates, ()
+        for delegate in delegates:
+            delegate.shutdown()
+
+
+def _switch_of(provider: TracerProvider) -> _Switch:
+    switch = getattr(provider, "_tracetape_switch", None)
+    if switch is None:
+        switch = _Switch()
+        provider.add_span_processor(switch)
+        provider._tracetape_switch = switch  # type: ignore[attr-defined]
+    return switch
+
+
+@dataclass
+class Instrumentation:
+    """What ``instrument()`` set up; kept so ``uninstrument()`` can undo exactly that."""
+
+    provider: TracerProvider
+    uploader: BlobUploader
+    instrumentors: list[Any]
+    switch: _Switch
+
+
+_active: Instrumentation | None = None
+_atexit_registered = False
+
+
+def _grpc_target(endpoint: str) -> tuple[str, bool]:
+    """``http://host:port`` → (``host:port``, secure?)."""
+    if "://" not in endpoint:
+        return endpoint, not config.setting(config.OTLP_INSECURE)
+    parts = urlsplit(endpoint)
+    return parts.netloc, parts.scheme == "https"
+
+
+def _instrumentors() -> list[Any]:
+    disabled = {n.strip() for n in config.setting(config.DISABLED_INSTRUMENTATIONS).split(",") if n.strip()}
+    found = []
+    if "tracetape_openai" not in disabled:
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            _log.debug("openai not installed; not patching it")
+        else:
+            from .openai import OpenAIInstrumentor
+
+            found.append(OpenAIInstrumentor())
+    return found
+
+
+def instrument(endpoint: str | None = None, *, service_name: str | None = None, project: str | None = None,
+               token: str | None = None) -> Instrumentation:
+    """Record this process: spans over OTLP/gRPC, payloads over the BlobService.
+
+    Endpoint precedence: argument, ``OTEL_EXPORTER_OTLP_ENDPOINT``, localhost.
+    A second call returns the first setup unchanged.
+    """
+    global _active, _atexit_registered
+    with _lock:
+        if _active is not None:
+            return _active
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        endpoint = config.setting(config.OTLP_ENDPOINT, endpoint)
+        project = config.setting(config.PROJECT, project)
+        token = config.setting(config.TOKEN, token)
+        service = config.setting(config.SERVICE_NAME, service_name) or os.path.basename(sys.argv[0] or "python")
+        target, secure = _grpc_target(endpoint)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            provider = TracerProvider(resource=Resource.create({A.SERVICE_NAME: service, A.PROJECT: project}))
+            trace.set_tracer_provider(provider)
+        switch = _switch_of(provider)
+        exporter = OTLPSpanExporter(endpoint=target, insecure=not secure, headers=dict(metadata) or None)
+        switch.delegates = (RunSpanProcessor(project), BatchSpanProcessor(exporter))
+
+        uploader = BlobUploader(target, secure=secure, metadata=metadata,
+                                max_queue_bytes=config.setting(config.BLOB_QUEUE_BYTES))
+        _payload.configure(uploader, config.setting(config.PREVIEW_BYTES))
+        instrumentors = _instrumentors()
+        for instrumentor in instrumentors:
+            instrumentor.instrument(tracer_provider=provider)
+        _active = Instrumentation(provider, uploader, instrumentors, switch)
+        if not _atexit_registered:
+            atexit.register(_shutdown_at_exit)
+            _atexit_registered = True
+        return _active
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Push every payload and span recorded so far to the collector."""
+    active = _active
+    if active is None:
+        return True
+    blobs_done = active.uploader.flush(timeout)
+    return active.switch.force_flush(int(timeout * 1000)) and blobs_done
+
+
+def uninstrument(timeout: float = 10.0) -> None:
+    """Undo ``instrument()``: patches removed, pending data flushed, exporters closed."""
+    global _active
+    with _lock:
+        active, _active = _active, None
+        if active is None:
+            return
+        for instrumentor in active.instrumentors:
+            instrumentor.uninstrument()
+        # Payloads first: a span read back before its blobs would look broken.
+        active.uploader.shutdown(timeout)
+        _payload.configure(None, config.setting(config.PREVIEW_BYTES))
+        active.switch.shutdown()
+
+
+def _shutdown_at_exit() -> None:
+    try:
+        uninstrument()
+    except Exception:  # noqa: BLE001 - interpreter is exiting; never raise from atexit
+        _log.debug("tracetape shutdown failed", exc_info=True)

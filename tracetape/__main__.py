@@ -1,0 +1,5 @@
+import sys
+
+from tracetape.cli import main
+
+sys.exit(main())
