@@ -16,6 +16,8 @@ from tracetape.schemas.events import EventKind
 from ._guard import guarded
 from ._payload import attach, preview, to_json_bytes
 from ._runs import Run, activate, deactivate
+from ._tasks import new_root, reset
+from .seam import REQUEST, RESPONSE
 
 __all__ = ["run", "tool", "tracer"]
 
@@ -41,6 +43,7 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
     """
     current = Run(run_id or Run.new_id(), agent, tuple(str(t) for t in tags))
     token = activate(current)
+    task_token = new_root()
     span = tracer().start_span(
         f"invoke_agent {agent}",
         kind=SpanKind.INTERNAL,
@@ -60,6 +63,7 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
         guarded(_mark_error, span, exc)
         raise
     finally:
+        reset(task_token)
         deactivate(current, token)
         guarded(_finish_run, span, current, outcome)
 
@@ -87,14 +91,14 @@ def _start_tool(name: str, signature: inspect.Signature | None, args: tuple, kwa
         A.GEN_AI_TOOL_NAME: name,
     })
     payload = to_json_bytes(_bound_arguments(signature, args, kwargs))
-    attach(span, "arguments", payload)
+    attach(span, REQUEST, payload)
     span.set_attribute(A.GEN_AI_TOOL_CALL_ARGUMENTS, preview(payload.decode("utf-8", "replace")))
     return span
 
 
 def _end_tool(span: Span, result: Any) -> None:
     payload = to_json_bytes(result)
-    attach(span, "result", payload)
+    attach(span, RESPONSE, payload)
     span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, preview(payload.decode("utf-8", "replace")))
     span.end()
 

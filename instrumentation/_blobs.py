@@ -18,6 +18,8 @@ from typing import Iterator, Sequence
 
 from opentelemetry import context as otel_context
 
+from ._tasks import start_detached
+
 __all__ = ["BlobUploader", "sha256_hex"]
 
 _log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ class BlobUploader:
     def _ensure_worker(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="tracetape-blobs", daemon=True)
-            self._thread.start()
+            start_detached(self._thread)
 
     def _drop(self, why: str, count: int = 1) -> None:
         self.dropped += count

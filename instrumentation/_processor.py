@@ -13,6 +13,7 @@ from opentelemetry.trace import StatusCode
 from tracetape.schemas import attributes as A
 
 from ._runs import Run, current_run
+from ._tasks import current_task_path
 
 __all__ = ["RunSpanProcessor"]
 
@@ -32,6 +33,7 @@ class RunSpanProcessor(SpanProcessor):
         span.set_attribute(A.RUN_ID, run.run_id)
         span.set_attribute(A.SEQ, run.next_seq())
         span.set_attribute(A.PROJECT, self._project)
+        span.set_attribute(A.TASK, current_task_path())
         self._open[span.context.span_id] = run
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -4,6 +4,7 @@ uploader and the client patches, and ``uninstrument()`` that undoes all of it.""
 from __future__ import annotations
 
 import atexit
+from importlib.metadata import entry_points
 import logging
 import os
 import sys
@@ -22,7 +23,9 @@ from tracetape.schemas import config
 
 from . import _payload
 from ._blobs import BlobUploader
+from ._patches import PatchSet
 from ._processor import RunSpanProcessor
+from ._tasks import propagation_patches
 
 __all__ = ["instrument", "uninstrument", "flush", "Instrumentation"]
 
@@ -75,6 +78,7 @@ class Instrumentation:
     uploader: BlobUploader
     instrumentors: list[Any]
     switch: _Switch
+    patches: PatchSet
 
 
 _active: Instrumentation | None = None
@@ -90,17 +94,20 @@ def _grpc_target(endpoint: str) -> tuple[str, bool]:
 
 
 def _instrumentors() -> list[Any]:
+    """tracetape's instrumentors, from the ``opentelemetry_instrumentor`` entry points.
+
+    The same registry ``opentelemetry-instrument`` reads, so
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` works for both.
+    """
     disabled = {n.strip() for n in config.setting(config.DISABLED_INSTRUMENTATIONS).split(",") if n.strip()}
     found = []
-    if "tracetape_openai" not in disabled:
+    for entry in entry_points(group="opentelemetry_instrumentor"):
+        if not entry.name.startswith("tracetape_") or entry.name in disabled:
+            continue
         try:
-            import openai  # noqa: F401
-        except ImportError:
-            _log.debug("openai not installed; not patching it")
-        else:
-            from .openai import OpenAIInstrumentor
-
-            found.append(OpenAIInstrumentor())
+            found.append(entry.load()())
+        except Exception as exc:  # noqa: BLE001 - one broken instrumentor must not stop the others
+            _log.warning("tracetape: cannot load instrumentor %s: %r", entry.name, exc)
     return found
 
 
@@ -135,10 +142,12 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         uploader = BlobUploader(target, secure=secure, metadata=metadata,
                                 max_queue_bytes=config.setting(config.BLOB_QUEUE_BYTES))
         _payload.configure(uploader, config.setting(config.PREVIEW_BYTES))
+        patches = propagation_patches()
+        patches.apply()
         instrumentors = _instrumentors()
         for instrumentor in instrumentors:
             instrumentor.instrument(tracer_provider=provider)
-        _active = Instrumentation(provider, uploader, instrumentors, switch)
+        _active = Instrumentation(provider, uploader, instrumentors, switch, patches)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -163,6 +172,7 @@ def uninstrument(timeout: float = 10.0) -> None:
             return
         for instrumentor in active.instrumentors:
             instrumentor.uninstrument()
+        active.patches.undo()
         # Payloads first: a span read back before its blobs would look broken.
         active.uploader.shutdown(timeout)
         _payload.configure(None, config.setting(config.PREVIEW_BYTES))

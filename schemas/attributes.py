@@ -15,7 +15,7 @@ __all__ = [
     "GEN_AI_TOOL_NAME", "GEN_AI_TOOL_CALL_ID", "GEN_AI_TOOL_CALL_ARGUMENTS",
     "GEN_AI_TOOL_CALL_RESULT", "GEN_AI_AGENT_NAME", "GEN_AI_CONVERSATION_ID",
     "ERROR_TYPE", "SERVICE_NAME",
-    "RUN_ID", "SEQ", "EVENT_KIND", "PROJECT", "RUN_TAGS", "RUN_OUTCOME", "RUN_EVENT_COUNT",
+    "RUN_ID", "TASK", "SEQ", "EVENT_KIND", "PROJECT", "RUN_TAGS", "RUN_OUTCOME", "RUN_EVENT_COUNT",
     "RUN_ERROR_COUNT", "RUN_PARENT_ID", "RUN_FORK_STEP", "BLOB_PREFIX", "BLOB_SIZE_PREFIX",
     "blob_attr", "blob_size_attr", "PREVIEW_TRUNCATED",
 ]
@@ -48,6 +48,8 @@ SERVICE_NAME = "service.name"
 
 # tracetape's own.
 RUN_ID = "tracetape.run.id"
+# Logical task path ("0", "0.2", "0.2.1"): creation order of threads/tasks, stable across runs.
+TASK = "tracetape.task"
 SEQ = "tracetape.seq"
 EVENT_KIND = "tracetape.event.kind"
 PROJECT = "tracetape.project"

@@ -52,7 +52,7 @@ def test_agent_run_is_stored_and_read_back_in_order(collector, mock_openai, agen
         sent = [r.body for r in mock_openai.requests]
         assert first.blob("request") == sent[0] and second.blob("request") == sent[1]
         assert first.json("response")["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
-        assert tool.json("result") == {"city": "Tokyo", "sky": "cloudy", "high_c": 19, "low_c": 12}
+        assert tool.json("response") == {"city": "Tokyo", "sky": "cloudy", "high_c": 19, "low_c": 12}
         for step in trajectory:
             for role, digest in step.blobs.items():
                 data = step.blob(role)
@@ -87,7 +87,7 @@ def test_cli_reads_the_store_after_the_collector_stops(collector, mock_openai, a
     assert [s["kind"] for s in document["steps"]] == ["run", "model_call", "tool_call", "model_call"]
 
     detail = cli("show", result["run_id"], "--data-dir", str(collector.data_dir), "--step", "3", "--json")
-    assert json.loads(json.loads(detail.stdout)["payloads"]["result"])["sky"] == "cloudy"
+    assert json.loads(json.loads(detail.stdout)["payloads"]["response"])["sky"] == "cloudy"
 
     text = cli("show", result["run_id"], "--data-dir", str(collector.data_dir))
     assert "execute_tool get_weather" in text.stdout and "tool_calls" in text.stdout

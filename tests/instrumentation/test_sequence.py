@@ -36,3 +36,24 @@ def test_threads_and_tasks_get_unique_increasing_seqs_in_start_order(collector, 
     for earlier in ordered:
         later = [s for s in calls if s.start_ns >= earlier.end_ns]
         assert all(earlier.seq < s.seq for s in later)
+
+
+def test_threads_and_tasks_inherit_run_parent_and_get_stable_task_paths(collector, agent):
+    paths = []
+    for _ in range(2):
+        result = agent(AGENT, collector)
+        with replay.open_store(collector.sql) as store:
+            trajectory = replay.load(result["run_id"], store=store)
+        root = trajectory[0]
+        calls = trajectory.filter(EventKind.TOOL_CALL)
+        assert all(step.parent_span_id == root.span_id for step in calls), "context must follow into workers"
+        worker_paths: dict[str, set[str]] = defaultdict(set)
+        for step in calls:
+            worker_paths[json.loads(step.attributes["gen_ai.tool.call.arguments"])["worker"]].add(
+                step.attributes["tracetape.task"])
+        assert all(len(p) == 1 for p in worker_paths.values()), "one task path per worker"
+        mapping = {worker: p.pop() for worker, p in worker_paths.items()}
+        assert len(set(mapping.values())) == 8 + 50, "distinct workers, distinct paths"
+        paths.append(mapping)
+    # Paths come from creation order, not scheduling: the same code gives the same paths.
+    assert paths[0] == paths[1]
