@@ -27,6 +27,7 @@ from tracetape.schemas.events import EventKind
 from ._api import tracer
 from ._genai import input_messages, output_messages
 from ._guard import guarded
+from . import seam
 from ._payload import attach, preview, to_json_bytes
 
 __all__ = ["OpenAIInstrumentor"]
@@ -75,10 +76,10 @@ def _start(instance: Any, kwargs: dict[str, Any]) -> Any:
 
 def _finish(span: Any, exchange: dict[str, Any], kwargs: dict[str, Any], error: BaseException | None) -> None:
     request = exchange.get("request")
-    attach(span, "request", request if request is not None else to_json_bytes(kwargs))
+    attach(span, seam.REQUEST, request if request is not None else to_json_bytes(kwargs))
     response = exchange.get("response")
     if response is not None:
-        attach(span, "response", response)
+        attach(span, seam.RESPONSE, response)
         span.set_attribute("http.response.status_code", exchange.get("status", 0))
     if error is not None:
         span.record_exception(error)
@@ -106,7 +107,7 @@ def _create_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, 
     span = guarded(_start, instance, kwargs)
     if span is None:
         return wrapped(*args, **kwargs)
-    exchange: dict[str, Any] = {}
+    exchange: dict[str, Any] = {"name": span.name if hasattr(span, "name") else ""}
     token = _exchange.set(exchange)
     try:
         result = wrapped(*args, **kwargs)
@@ -128,13 +129,25 @@ def _capture_response(exchange: dict[str, Any], response: Any) -> None:
     exchange["response"] = bytes(response.read())
 
 
+def _recorded_response(served: seam.Served, request: Any) -> Any:
+    """The recorded exchange as the SDK's own response type, so it parses it as usual."""
+    import httpx2
+
+    if served.error_type and not served.response:
+        raise httpx2.ConnectError(f"recorded failure: {served.error_message}", request=request)
+    status = int(served.attributes.get("http.response.status_code") or 200)
+    return httpx2.Response(status, content=served.response, request=request,
+                           headers={"content-type": "application/json"})
+
+
 def _send_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
     exchange = _exchange.get()
     if exchange is None or kwargs.get("stream"):
         return wrapped(*args, **kwargs)
     request = args[0] if args else kwargs.get("request")
     guarded(_capture_request, exchange, request)
-    response = wrapped(*args, **kwargs)
+    served = seam.serve(EventKind.MODEL_CALL, exchange.get("name", ""), exchange.get("request", b""))
+    response = _recorded_response(served, request) if served is not None else wrapped(*args, **kwargs)
     guarded(_capture_response, exchange, response)
     return response
 
