@@ -1,42 +1,52 @@
-"""OTLP spans → rows of the ``spans`` and ``runs`` tables.
+"""OTLP export requests → what the writer stores, screened span by span.
 
-Hot GenAI fields become typed columns; every other attribute lands in a
-string map (strings as they are, everything else as JSON), so nothing a
-client sent is lost and nothing unknown breaks ingest.
+The conversion to rows happens inside ClickHouse (``otlp_sql.py``): Python
+never walks attributes, which is what made the collector fast. What Python
+does here costs a few µs per span and is what the engine cannot do for us:
+
+* decode the request once with the C protobuf runtime, so a malformed payload
+  (truncated, random bytes, invalid UTF-8 in a string field, nesting deeper
+  than protobuf's recursion limit) is refused as a whole with a clear message;
+* reject individually the spans that can never be stored (trace id not 16
+  non-zero bytes, span id not 8 non-zero bytes, parent id neither empty nor 8
+  bytes) while keeping the valid spans of the same request: OTLP partial
+  success;
+* cut oversized strings: a value longer than ``max_value_bytes`` (span name,
+  status message, attribute or event attribute, at any nesting depth) keeps
+  its first ``max_value_bytes`` bytes followed by :data:`TRUNCATION_MARKER`
+  and the original size. The payloads replay needs travel as blobs, so an
+  attribute is a preview and truncating it loses nothing replay relies on.
+  Only requests larger than the limit are examined, so ordinary traffic pays
+  nothing for this.
+
+How the engine renders attribute values as text (``spans.attributes`` and the
+other string maps): strings as they are; integers in decimal; doubles in
+ClickHouse's shortest round-trip form; booleans ``true``/``false``; bytes as
+lower-case hex; arrays as a JSON array of their elements, typed by the first
+element (the OTel spec makes attribute arrays homogeneous arrays of scalars);
+a ``kvlist``, which the spec does not allow on spans but OTLP can carry, as
+``{"otlp.kvlist.base64": "<the protobuf KeyValueList, base64>"}``, so it is
+kept whole and nesting stays bounded. Inside an array, elements that are not
+scalars (nested arrays, kvlists, bytes) are not kept: they become ``""``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from tracetape.schemas import attributes as A
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tracetape.schemas.config import setting
 from tracetape.schemas.errors import InvalidPayload
-from tracetape.schemas.events import EventKind, kind_of
 
-__all__ = ["SpanBatch", "ConversionError", "convert_request", "SPAN_COLUMNS", "RUN_COLUMNS"]
+from .ingest_config import MAX_ATTRIBUTE_BYTES
+from .spool import varint
 
-SPAN_COLUMNS = (
-    "project", "run_id", "seq", "trace_id", "span_id", "parent_span_id", "name", "kind", "span_kind",
-    "service_name", "start_time", "end_time", "duration_ns", "status_code", "status_message", "operation",
-    "provider", "request_model", "response_model", "tool_name", "tool_call_id", "input_tokens",
-    "output_tokens", "finish_reasons", "blobs", "blob_sizes", "attributes", "resource", "events",
-    "ingest_seq",
-)
-RUN_COLUMNS = (
-    "project", "run_id", "agent", "service_name", "trace_id", "start_time", "end_time", "outcome", "error",
-    "tags", "parent_run_id", "fork_step", "event_count", "error_count", "input_tokens", "output_tokens",
-    "ingest_seq",
-)
-_SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
-_STATUS = ("UNSET", "OK", "ERROR")
-# Attributes that become typed columns and are not repeated in the map.
-_TYPED = frozenset({
-    A.RUN_ID, A.SEQ, A.PROJECT, A.EVENT_KIND, A.GEN_AI_OPERATION_NAME, A.GEN_AI_PROVIDER_NAME,
-    A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL, A.GEN_AI_TOOL_NAME, A.GEN_AI_TOOL_CALL_ID,
-    A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_OUTPUT_TOKENS, A.GEN_AI_RESPONSE_FINISH_REASONS,
-})
+__all__ = ["SpanBatch", "ConversionError", "screen_request", "convert_request", "envelope", "TRUNCATION_MARKER"]
+
+TRUNCATION_MARKER = "…[tracetape: truncated from {size} bytes]"
 
 
 class ConversionError(InvalidPayload):
@@ -45,113 +55,121 @@ class ConversionError(InvalidPayload):
 
 @dataclass
 class SpanBatch:
-    """Rows of one export request, ready for the writer (ingest_seq filled in there)."""
+    """One export request, screened and ready for the writer.
 
-    spans: list[list[Any]] = field(default_factory=list)
-    runs: list[list[Any]] = field(default_factory=list)
+    ``payload`` is the serialized ``ExportTraceServiceRequest`` to store (the
+    original bytes unless spans were rejected or values cut); ``spans`` counts
+    the spans in it, ``rejected`` those dropped, ``reject_reason`` says why.
+    ``span_project``: the spans' own ``tracetape.project`` may choose the
+    project (only when authentication is off; a token's project always wins).
+    """
 
-
-def _value(any_value: Any) -> Any:
-    which = any_value.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [_value(v) for v in any_value.array_value.values]
-    if which == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in any_value.kvlist_value.values}
-    if which == "bytes_value":
-        return any_value.bytes_value.hex()
-    return getattr(any_value, which)
+    payload: bytes
+    project: str
+    spans: int
+    span_project: bool = True
+    rejected: int = 0
+    reject_reason: str = ""
 
 
-def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in key_values}
+def _id_problem(span: Any) -> str:
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16 or not any(trace_id):
+        return f"trace_id must be 16 non-zero bytes, got {len(trace_id)} bytes"
+    if len(span_id) != 8 or not any(span_id):
+        return f"span_id must be 8 non-zero bytes, got {len(span_id)} bytes"
+    if parent and len(parent) != 8:
+        return f"parent_span_id must be empty or 8 bytes, got {len(parent)} bytes"
+    return ""
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def _cut(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore") + TRUNCATION_MARKER.format(size=len(data))
 
 
-def _as_int(value: Any) -> int:
+def _cut_value(value: Any, limit: int) -> None:
+    """Cut the strings of one AnyValue; protobuf's parser already bounded the nesting depth."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        value.string_value = _cut(value.string_value, limit)
+    elif which == "bytes_value" and len(value.bytes_value) > limit:
+        value.bytes_value = value.bytes_value[:limit]
+    elif which == "array_value":
+        for item in value.array_value.values:
+            _cut_value(item, limit)
+    elif which == "kvlist_value":
+        for kv in value.kvlist_value.values:
+            kv.key = _cut(kv.key, limit)
+            _cut_value(kv.value, limit)
+
+
+def _cut_attributes(key_values: Any, limit: int) -> None:
+    for kv in key_values:
+        kv.key = _cut(kv.key, limit)
+        _cut_value(kv.value, limit)
+
+
+def _cut_span(span: Any, limit: int) -> None:
+    span.name = _cut(span.name, limit)
+    span.status.message = _cut(span.status.message, limit)
+    _cut_attributes(span.attributes, limit)
+    for event in span.events:
+        event.name = _cut(event.name, limit)
+        _cut_attributes(event.attributes, limit)
+
+
+def screen_request(raw: bytes, project: str, *, span_project: bool = True, max_value_bytes: int | None = None
+                   ) -> SpanBatch:
+    """Decode and screen a serialized ``ExportTraceServiceRequest``.
+
+    Raises :class:`ConversionError` when the bytes are not a valid request at
+    all; invalid spans are dropped and counted in the result instead.
+    """
+    limit = setting(MAX_ATTRIBUTE_BYTES, max_value_bytes)
     try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _hex_id(raw: bytes, length: int, what: str) -> str:
-    if len(raw) != length or not any(raw):
-        raise ConversionError(f"{what} must be {length} non-zero bytes, got {len(raw)}")
-    return raw.hex()
-
-
-def _span_row(span: Any, resource: dict[str, Any], default_project: str) -> tuple[list[Any], dict[str, Any]]:
-    attrs = _attributes(span.attributes)
-    trace_id = _hex_id(span.trace_id, 16, "trace_id")
-    span_id = _hex_id(span.span_id, 8, "span_id")
-    parent = span.parent_span_id.hex() if span.parent_span_id else ""
-    blobs: dict[str, str] = {}
-    sizes: dict[str, int] = {}
-    rest: dict[str, str] = {}
-    for key, value in attrs.items():
-        if key.startswith(A.BLOB_PREFIX):
-            blobs[key[len(A.BLOB_PREFIX):]] = _as_text(value)
-        elif key.startswith(A.BLOB_SIZE_PREFIX):
-            sizes[key[len(A.BLOB_SIZE_PREFIX):]] = _as_int(value)
-        elif key not in _TYPED:
-            rest[key] = _as_text(value)
-    start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
-    finish = attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS) or []
-    row = [
-        str(attrs.get(A.PROJECT) or resource.get(A.PROJECT) or default_project),
-        str(attrs.get(A.RUN_ID) or trace_id),
-        _as_int(attrs.get(A.SEQ)),
-        trace_id, span_id, parent, span.name,
-        kind_of(attrs).value,
-        _SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else "UNSPECIFIED",
-        str(resource.get(A.SERVICE_NAME, "")),
-        start, max(end, start), max(0, end - start),
-        _STATUS[span.status.code] if 0 <= span.status.code < len(_STATUS) else "UNSET",
-        span.status.message,
-        str(attrs.get(A.GEN_AI_OPERATION_NAME, "")),
-        str(attrs.get(A.GEN_AI_PROVIDER_NAME) or attrs.get(A.GEN_AI_SYSTEM) or ""),
-        str(attrs.get(A.GEN_AI_REQUEST_MODEL, "")),
-        str(attrs.get(A.GEN_AI_RESPONSE_MODEL, "")),
-        str(attrs.get(A.GEN_AI_TOOL_NAME, "")),
-        str(attrs.get(A.GEN_AI_TOOL_CALL_ID, "")),
-        _as_int(attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS)),
-        _as_int(attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS)),
-        [str(f) for f in finish] if isinstance(finish, list) else [str(finish)],
-        blobs, sizes, rest,
-        {k: _as_text(v) for k, v in resource.items()},
-        [(int(e.time_unix_nano), e.name, {k: _as_text(v) for k, v in _attributes(e.attributes).items()})
-         for e in span.events],
-        0,
-    ]
-    return row, attrs
-
-
-def _run_row(row: list[Any], attrs: dict[str, Any]) -> list[Any]:
-    tags = attrs.get(A.RUN_TAGS) or []
-    return [
-        row[0], row[1], str(attrs.get(A.GEN_AI_AGENT_NAME, "")), row[9], row[3], row[10], row[11],
-        str(attrs.get(A.RUN_OUTCOME) or ("error" if row[13] == "ERROR" else "ok")),
-        row[14], [str(t) for t in tags] if isinstance(tags, list) else [str(tags)],
-        str(attrs.get(A.RUN_PARENT_ID, "")), _as_int(attrs.get(A.RUN_FORK_STEP)),
-        _as_int(attrs.get(A.RUN_EVENT_COUNT)), _as_int(attrs.get(A.RUN_ERROR_COUNT)),
-        row[21], row[22], 0,
-    ]
-
-
-def convert_request(request: Any, default_project: str = "default") -> SpanBatch:
-    """Convert an ``ExportTraceServiceRequest``; raises ConversionError on invalid spans."""
-    batch = SpanBatch()
+        request = ExportTraceServiceRequest.FromString(raw)
+    except (DecodeError, RecursionError) as exc:
+        raise ConversionError(f"not a valid ExportTraceServiceRequest: {exc}") from None
+    accepted = rejected = 0
+    reason = ""
+    oversized = len(raw) > limit
     for resource_spans in request.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
+        if oversized:
+            _cut_attributes(resource_spans.resource.attributes, limit)
         for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                row, attrs = _span_row(span, resource, default_project)
-                batch.spans.append(row)
-                if row[7] == EventKind.RUN.value and A.RUN_ID in attrs:
-                    batch.runs.append(_run_row(row, attrs))
-    return batch
+            spans = scope_spans.spans
+            bad = []
+            for index, span in enumerate(spans):
+                problem = _id_problem(span)
+                if problem:
+                    bad.append(index)
+                    reason = reason or problem
+                elif oversized:
+                    _cut_span(span, limit)
+            for index in reversed(bad):
+                del spans[index]
+            accepted += len(spans)
+            rejected += len(bad)
+    if rejected or oversized:
+        raw = request.SerializeToString()
+    message = f"rejected {rejected} of {accepted + rejected} spans: {reason}" if rejected else ""
+    return SpanBatch(raw, project, accepted, span_project, rejected, message)
+
+
+def convert_request(request: Any, default_project: str = "default", *, span_project: bool = True) -> SpanBatch:
+    """Screen an already decoded request (the OTLP/JSON path); see :func:`screen_request`."""
+    return screen_request(request.SerializeToString(), default_project, span_project=span_project)
+
+
+def envelope(batch: SpanBatch, ingest_seq: int) -> bytes:
+    """The batch as an ``Envelope`` message of ``otlp_sql.PROTO_SCHEMA`` (the spool adds the framing)."""
+    project = batch.project.encode("utf-8")
+    return b"".join((
+        b"\x0a", varint(len(project)), project,
+        b"\x10", varint(ingest_seq),
+        b"\x18\x01" if batch.span_project else b"",
+        b"\x22", varint(len(batch.payload)), batch.payload,
+    ))

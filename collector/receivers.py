@@ -1,8 +1,21 @@
 """gRPC receivers: decode, hand over to the writer, map errors to status codes.
 
-They hold no storage logic. A store failure becomes ``UNAVAILABLE`` (the
-OTLP exporter retries it); a malformed payload becomes ``INVALID_ARGUMENT``
-(it does not). Authentication maps a bearer token to the caller's project.
+They hold no storage logic. Export requests are received as raw bytes (see
+:func:`add_trace_service`): the converter decodes them itself, so that bytes
+the protobuf runtime refuses (invalid UTF-8 in a string, truncation, random
+data) get ``INVALID_ARGUMENT`` with the reason instead of grpc's generic
+``INTERNAL``, and so the original bytes can be stored without re-encoding.
+
+Status codes follow the OTLP specification: invalid spans inside a valid
+request are dropped and reported as partial success while the rest is kept;
+a malformed request is ``INVALID_ARGUMENT`` (never retried); a writer that
+is behind answers ``RESOURCE_EXHAUSTED`` and a store that is down with a full
+spool ``UNAVAILABLE``, both with a ``google.rpc.RetryInfo`` delay in the
+trailers (``grpc-status-details-bin`` and ``google.rpc.retryinfo-bin``),
+which OTLP exporters honour. A request over the size limit is refused by
+gRPC itself with ``RESOURCE_EXHAUSTED`` naming the limit. Authentication maps a bearer token to
+the caller's project; with authentication on, that project always wins over
+a ``tracetape.project`` attribute in the spans.
 """
 
 from __future__ import annotations
@@ -13,19 +26,21 @@ import logging
 from typing import Any, Iterator, Mapping
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tracetape.schemas._proto import blobs_pb2, blobs_pb2_grpc
-from tracetape.schemas.errors import InvalidPayload, StoreUnavailable
+from tracetape.schemas.errors import InvalidPayload, StoreOverloaded, StoreUnavailable
 
-from .convert import convert_request
+from .convert import screen_request
+from .metrics import METRICS
 from .writer import ClickHouseWriter
 
-__all__ = ["TraceReceiver", "BlobReceiver", "Authenticator"]
+__all__ = ["TraceReceiver", "BlobReceiver", "Authenticator", "add_trace_service", "abort_retryable"]
 
 _log = logging.getLogger(__name__)
 MAX_BLOB_BYTES = 1 << 30
-STORE_CHUNK_BYTES = 1 << 20
 WRITE_SLICE_BYTES = 16 << 20
 
 
@@ -61,21 +76,57 @@ class Authenticator:
         return project  # type: ignore[return-value]
 
 
+def abort_retryable(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, retry_after: float) -> None:
+    """End the call with *code* and a RetryInfo delay, in both trailers OTLP clients look at."""
+    delay = duration_pb2.Duration(seconds=int(retry_after), nanos=int(retry_after % 1 * 1e9))
+    info = error_details_pb2.RetryInfo(retry_delay=delay)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+    context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),
+                                   ("grpc-status-details-bin", status.SerializeToString())))
+    context.abort(code, message)
+
+
+def _abort_store_error(context: grpc.ServicerContext, exc: StoreUnavailable) -> None:
+    if isinstance(exc, StoreOverloaded):
+        abort_retryable(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), exc.retry_after)
+    abort_retryable(context, grpc.StatusCode.UNAVAILABLE, str(exc), 1.0)
+
+
 class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, writer: ClickHouseWriter, auth: Authenticator) -> None:
         self._writer = writer
         self._auth = auth
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC method name
+    def Export(self, request: bytes | Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC name
+        """Raw bytes when registered with :func:`add_trace_service`; a decoded request otherwise."""
         project = self._auth.grpc_project(context)
+        raw = request if isinstance(request, bytes) else request.SerializeToString()
         try:
-            batch = convert_request(request, project)
-            self._writer.consume(batch)
+            batch = screen_request(raw, project, span_project=not self._auth.enabled)
         except InvalidPayload as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        METRICS.spans_received.inc(batch.spans + batch.rejected)
+        METRICS.spans_rejected.inc(batch.rejected)
+        try:
+            self._writer.consume(batch)
         except StoreUnavailable as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return trace_service_pb2.ExportTraceServiceResponse()
+            _abort_store_error(context, exc)
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if batch.rejected:
+            response.partial_success.rejected_spans = batch.rejected
+            response.partial_success.error_message = batch.reject_reason
+        return response
+
+
+def add_trace_service(server: grpc.Server, receiver: TraceReceiver) -> None:
+    """Register the OTLP TraceService so that ``Export`` receives the request's raw bytes."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        receiver.Export, request_deserializer=None,
+        response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler}),))
 
 
 class BlobReceiver(blobs_pb2_grpc.BlobServiceServicer):
@@ -118,7 +169,7 @@ class BlobReceiver(blobs_pb2_grpc.BlobServiceServicer):
         except InvalidPayload as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreUnavailable as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            _abort_store_error(context, exc)
         return blobs_pb2.UploadResponse(stored=stored)
 
 
@@ -127,7 +178,7 @@ def _is_digest(value: str) -> bool:
 
 
 def _assemble(chunks: Iterator[Any]) -> Iterator[tuple[str, int, str, list[bytes]]]:
-    """Reassemble a chunk stream into verified blobs, re-cut into store-sized chunks."""
+    """Reassemble a chunk stream into verified blobs (the writer cuts them into store-sized chunks)."""
     current: tuple[str, int, str] | None = None
     hasher = hashlib.sha256()
     parts: list[bytes] = []
@@ -160,6 +211,4 @@ def _finish(current: tuple[str, int, str], hasher: Any, parts: list[bytes], rece
         raise InvalidPayload(f"blob {digest[:12]}: got {received} bytes, declared {size}")
     if hasher.hexdigest() != digest:
         raise InvalidPayload(f"blob {digest[:12]}: bytes do not match their sha256")
-    data = b"".join(parts)
-    pieces = [data[i:i + STORE_CHUNK_BYTES] for i in range(0, len(data), STORE_CHUNK_BYTES)] or [b""]
-    return digest, size, content_type, pieces
+    return digest, size, content_type, parts

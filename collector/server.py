@@ -1,147 +1,248 @@
-"""The collector process: store, migrations, writer, gRPC receivers, SQL endpoint.
+"""The collector process: store, migrations, writer, receivers, health, SQL endpoint.
 
 With the embedded store the collector is the only process that may open the
 chDB directory, so it also serves the read-only SQL endpoint, and it leaves a
 small ``collector.json`` in the data directory so local readers find that
 endpoint instead of trying (and failing) to open the directory themselves.
+
+A ClickHouse server may be down when the collector starts (compose and
+Kubernetes start things in any order). The collector then comes up anyway:
+its listeners answer, ``/readyz`` and gRPC health say NOT_SERVING, exports
+get the retryable ``UNAVAILABLE`` / 503, and a background loop keeps
+connecting (and migrating) until the server answers.
+
+Run it with ``tracetape collector`` or ``python -m tracetape.collector.server``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 from concurrent import futures
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence, TypeVar
 
-from tracetape.schemas import config
-from tracetape.schemas.store import StoreAddress, open_client, parse_store
+from tracetape.schemas.errors import StoreUnavailable, TracetapeError
+from tracetape.schemas.store import open_client
 
-from .ingest_seq import IngestSequence
+from . import settings
+from .health import Health
+from .logs import configure_logging
 from .migrate import apply_migrations
-from .receivers import Authenticator, BlobReceiver, TraceReceiver
+from .receivers import Authenticator, BlobReceiver, TraceReceiver, add_trace_service
+from .settings import CollectorConfig, parse_tokens
+from .tls import ServerTls, load_tls
 from .writer import ClickHouseWriter
 
-__all__ = ["CollectorConfig", "Collector", "STATE_FILE", "parse_tokens"]
+__all__ = ["CollectorConfig", "Collector", "STATE_FILE", "parse_tokens", "run", "main"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("tracetape.collector.server")  # also when run as __main__
 STATE_FILE = "collector.json"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-def parse_tokens(spec: str) -> dict[str, str]:
-    """``tok1=projA,tok2=projB`` → {token: project}."""
-    tokens = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        token, sep, project = item.partition("=")
-        if not sep or not token or not project:
-            raise ValueError(f"token entries look like TOKEN=PROJECT, got {item[:4]}…")
-        tokens[token] = project
-    return tokens
+_RECONNECT_MAX_S = 10.0
+T = TypeVar("T")
 
 
 def _split_hostport(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
-@dataclass
-class CollectorConfig:
-    store: str = ""  # empty: embedded chDB under data_dir
-    data_dir: str = field(default_factory=lambda: config.setting(config.DATA_DIR))
-    database: str = field(default_factory=lambda: config.setting(config.DATABASE))
-    grpc_listen: str = field(default_factory=lambda: config.setting(config.GRPC_LISTEN))
-    sql_listen: str | None = field(default_factory=lambda: config.setting(config.SQL_LISTEN))
-    tokens: dict[str, str] = field(default_factory=lambda: parse_tokens(config.setting(config.TOKENS)))
-    max_rows: int = field(default_factory=lambda: config.setting(config.BATCH_MAX_ROWS))
-    max_delay_ms: int = field(default_factory=lambda: config.setting(config.BATCH_MAX_DELAY_MS))
+def _url(scheme: str, listen: str, port: int) -> str:
+    host = _split_hostport(listen)[0]
+    return f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
-    def address(self) -> StoreAddress:
-        return parse_store(self.store or config.setting(config.STORE) or os.path.join(self.data_dir, "store"))
+
+class _StoreLink:
+    """The writer, once the store is connected; until then every use is a retryable StoreUnavailable.
+
+    Receivers hold this instead of the writer, so they can be serving before the store answers.
+    """
+
+    def __init__(self, connect: Callable[[], tuple[Any, ClickHouseWriter]]) -> None:
+        self._connect = connect
+        self._client: Any = None
+        self._writer: ClickHouseWriter | None = None
+        self._error = "not connected yet"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def connect_now(self) -> bool:
+        try:
+            self._client, self._writer = self._connect()
+        except StoreUnavailable as exc:
+            self._error = str(exc)
+            return False
+        return True
+
+    def connect_in_background(self) -> None:
+        self._thread = threading.Thread(target=self._retry, name="tracetape-store-connect", daemon=True)
+        self._thread.start()
+
+    def _retry(self) -> None:
+        delay = 0.5
+        while not self._stop.wait(delay):  # bounded by stop(): the collector's lifetime
+            if self.connect_now():
+                _log.info("store connected")
+                return
+            _log.warning("store still unreachable (%s); retrying in %.0fs", self._error, delay)
+            delay = min(delay * 2, _RECONNECT_MAX_S)
+
+    def _live(self) -> ClickHouseWriter:
+        writer = self._writer
+        if writer is None:
+            raise StoreUnavailable(f"store not reachable: {self._error}")
+        return writer
+
+    def consume(self, batch: Any) -> None:
+        self._live().consume(batch)
+
+    def write_blobs(self, project: str, blobs: list[Any]) -> None:
+        self._live().write_blobs(project, blobs)
+
+    def query(self, fn: Callable[[Any], T]) -> T:
+        return self._live().query(fn)
+
+    def close(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._writer is not None:
+            self._writer.close(timeout)
+        if self._client is not None:
+            self._client.close()
 
 
 class Collector:
     def __init__(self, cfg: CollectorConfig) -> None:
         self.config = cfg
         self.address = cfg.address()
+        self.tls: ServerTls | None = None
+        self.health: Health | None = None
         self._server: Any = None
+        self._http: Any = None
         self._sql: Any = None
-        self._writer: ClickHouseWriter | None = None
+        self._store: _StoreLink | None = None
         self.grpc_port = 0
+        self.http_port = 0
         self.sql_port = 0
         self._stopped = threading.Event()
 
+    def _open_writer(self) -> tuple[Any, ClickHouseWriter]:
+        cfg = self.config
+        try:
+            client = open_client(self.address)
+            apply_migrations(client, cfg.database)
+        except TracetapeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the driver's connection errors, mapped at the boundary
+            if self.address.kind == "chdb":
+                raise  # a local directory that cannot be opened will not heal by retrying
+            raise StoreUnavailable(f"{self.address}: {exc}") from exc
+        return client, ClickHouseWriter.with_spool(client, cfg.database, cfg.data_dir, max_rows=cfg.max_rows,
+                                                   max_delay=cfg.max_delay_ms / 1000)
+
+    def _probe(self) -> None:
+        assert self._store is not None
+        self._store.query(lambda client: client.command("SELECT 1"))
+
     def start(self) -> "Collector":
         import grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+        from grpc_health.v1 import health_pb2_grpc
 
         from tracetape.schemas._proto import blobs_pb2_grpc
 
         cfg = self.config
-        client = open_client(self.address)
-        apply_migrations(client, cfg.database)
-        self._writer = ClickHouseWriter(client, cfg.database, IngestSequence(), max_rows=cfg.max_rows,
-                                        max_delay=cfg.max_delay_ms / 1000)
+        self.tls = load_tls(cfg.tls_cert, cfg.tls_key)
+        self._store = _StoreLink(self._open_writer)
+        if not self._store.connect_now():
+            _log.warning("store %s unreachable at startup; serving as not ready until it answers", self.address)
+            self._store.connect_in_background()
         auth = Authenticator(cfg.tokens)
+        self.health = Health(self._probe)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="tracetape-grpc"),
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+            options=[("grpc.max_receive_message_length", cfg.max_request_bytes)],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceReceiver(self._writer, auth), self._server)
-        blobs_pb2_grpc.add_BlobServiceServicer_to_server(BlobReceiver(self._writer, auth, cfg.database),
+        add_trace_service(self._server, TraceReceiver(self._store, auth))
+        blobs_pb2_grpc.add_BlobServiceServicer_to_server(BlobReceiver(self._store, auth, cfg.database),
                                                          self._server)
-        self.grpc_port = self._server.add_insecure_port(cfg.grpc_listen)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
+        if self.tls is not None:
+            self.grpc_port = self._server.add_secure_port(cfg.grpc_listen, self.tls.grpc_credentials())
+        else:
+            self.grpc_port = self._server.add_insecure_port(cfg.grpc_listen)
         if not self.grpc_port:
             raise OSError(f"cannot listen on {cfg.grpc_listen}")
         self._server.start()
+        if cfg.http_listen:
+            from .http_receiver import OtlpHttpServer
+
+            host, port = _split_hostport(cfg.http_listen)
+            self._http = OtlpHttpServer(self._store, auth, self.health, host=host, port=port,
+                                        max_body=cfg.max_request_bytes, tls=self.tls)
+            self._http.start()
+            self.http_port = self._http.port
         if self.address.kind == "chdb" and cfg.sql_listen:
             from .sql_http import SqlHttpServer
 
             host, port = _split_hostport(cfg.sql_listen)
             self._sql = SqlHttpServer(self.address.path, host=host, port=port, tokens=cfg.tokens,
-                                      database=cfg.database)
+                                      database=cfg.database, tls=self.tls)
             self._sql.start()
             self.sql_port = self._sql.port
+        self.health.start()
         self._write_state()
-        _log.info("collector up: grpc %s, store %s, sql port %s", self.grpc_endpoint, self.address,
-                  self.sql_port or "-")
+        _log.info("collector up: grpc %s, http %s, store %s, sql %s%s", self.grpc_endpoint, self.http_url or "-",
+                  self.address, self.sql_url or "-", ", TLS" if self.tls else "")
         return self
 
     @property
+    def _scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def grpc_endpoint(self) -> str:
-        host = _split_hostport(self.config.grpc_listen)[0]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{self.grpc_port}"
+        return _url(self._scheme, self.config.grpc_listen, self.grpc_port)
+
+    @property
+    def http_url(self) -> str:
+        return _url(self._scheme, self.config.http_listen or "", self.http_port) if self.http_port else ""
 
     @property
     def sql_url(self) -> str:
         if not self.sql_port:
             return self.address.url if self.address.kind == "http" else ""
-        host = _split_hostport(self.config.sql_listen or "")[0]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '[::]', '') else host}:{self.sql_port}"
+        return _url(self._scheme, self.config.sql_listen or "", self.sql_port)
 
     def _state_path(self) -> str:
         return os.path.join(self.config.data_dir, STATE_FILE)
 
     def _write_state(self) -> None:
         os.makedirs(self.config.data_dir, exist_ok=True)
-        state = {"pid": os.getpid(), "grpc": self.grpc_endpoint, "sql": self.sql_url, "store": str(self.address)}
+        state = {"pid": os.getpid(), "grpc": self.grpc_endpoint, "http": self.http_url, "sql": self.sql_url,
+                 "store": str(self.address), "tls": self.tls is not None}
         tmp = self._state_path() + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(state, fh)
         os.replace(tmp, self._state_path())
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop taking requests, finish in-flight ones, flush the writer. Idempotent."""
+        """Report not ready, stop taking requests, finish in-flight ones, flush the writer. Idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.health is not None:
+            self.health.stop()
+        if self._http is not None:
+            self._http.stop()
         if self._server is not None:
             self._server.stop(grace).wait(grace)
-        if self._writer is not None:
-            self._writer.close(grace)
+        if self._store is not None:
+            self._store.close(grace)
         if self._sql is not None:
             self._sql.stop()
         try:
@@ -156,3 +257,32 @@ class Collector:
         self._stopped.wait()
         self._stopped.clear()
         self.stop()
+
+
+def run(cfg: CollectorConfig) -> int:
+    """Start a collector, print where it listens, serve until SIGTERM/SIGINT."""
+    collector = Collector(cfg).start()
+    print(f"tracetape collector: OTLP/gRPC {collector.grpc_endpoint}"
+          + (f"  OTLP/HTTP {collector.http_url}" if collector.http_url else "")
+          + f"  store {collector.address}" + (f"  SQL {collector.sql_url}" if collector.sql_url else ""), flush=True)
+    collector.serve_forever()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tracetape.collector.server",
+                                     description="Run the tracetape collector.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    settings.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = settings.load(args)
+        configure_logging(cfg.log_format, logging.DEBUG if args.verbose else logging.INFO)
+        return run(cfg)
+    except TracetapeError as exc:
+        print(f"tracetape collector: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

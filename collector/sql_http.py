@@ -16,6 +16,10 @@ refuses any change with ClickHouse's own READONLY error, exactly as a readonly=1
 on a real server. The exceptions are :data:`_IGNORED_PARAMS`: transport knobs with no
 meaning here, plus ``max_execution_time``, which Grafana sends with every query and which
 ClickHouse deployments mark CHANGEABLE_IN_READONLY for that reason.
+
+readonly=1 is not enough on its own (files, table functions, several statements in one
+request) and says nothing about projects: every query first passes :mod:`.sql_scope`, and
+with tokens configured each project reads through its own connections, row-filtered to it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .sql_scope import Scope, ScopeRefusal, scope_settings
+
 __all__ = ["SqlHttpServer"]
 
 _log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ _log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _POOL_SIZE = 3
 _POOL_WAIT_S = 30.0
+_MAX_QUERY_S = 60
 _IGNORED_PARAMS = frozenset({
     "query_id", "session_id", "session_timeout", "session_check", "compress", "decompress",
     "enable_http_compression", "http_zlib_compression_level", "wait_end_of_query", "buffer_size",
@@ -72,15 +79,18 @@ class SqlHttpServer:
     ``tokens`` maps bearer token to project; ``None`` or empty disables auth (for loopback
     development only). Queries run on a small pool of chDB connections because one chDB
     connection must never run two queries at once; callers beyond the pool wait, bounded.
+    Each project has its own pool (opened on its first query), confined to its rows; ``tls``
+    (a :class:`~.tls.ServerTls`) serves HTTPS.
     """
 
     def __init__(self, chdb_path: str, *, host: str = "127.0.0.1", port: int = 0,
                  tokens: Mapping[str, str] | None = None, database: str = "tracetape",
-                 max_result_bytes: int = 256 * 1024 * 1024) -> None:
-        self._path, self._host, self._port = chdb_path, host, port
+                 max_result_bytes: int = 256 * 1024 * 1024, tls: Any = None) -> None:
+        self._path, self._host, self._port, self._tls = chdb_path, host, port, tls
         self._tokens = {t.encode(): p for t, p in (tokens or {}).items()}
         self._database, self._max_result = database, max_result_bytes
-        self._pool: queue.Queue[Any] = queue.Queue()
+        self._pools: dict[str | None, tuple[queue.Queue[Any], Scope]] = {}
+        self._pools_lock = threading.Lock()
         self._conns: list[Any] = []
         self._httpd: _Httpd | None = None
         self._thread: threading.Thread | None = None
@@ -91,19 +101,16 @@ class SqlHttpServer:
         return self._httpd.server_address[1] if self._httpd else self._port
 
     def start(self) -> None:
-        import chdb
-
-        self._pool = queue.Queue()
-        for _ in range(_POOL_SIZE):
-            conn = chdb.connect(self._path)
-            self._conns.append(conn)
-            # Limits first: once readonly=1 is set nobody, us included, can change them.
-            conn.query(f"SET max_result_bytes={int(self._max_result)}, result_overflow_mode='throw'")
-            conn.query("SET readonly=1")
-            self._pool.put(conn)
-        self._version = self._conns[0].query("SELECT version()", "TSV").bytes().decode().strip()
+        pool, _ = self._pool_for(None if not self._tokens else next(iter(self._tokens.values())))
+        conn = pool.get()
+        try:
+            self._version = conn.query("SELECT version()", "TSV").bytes().decode().strip()
+        finally:
+            pool.put(conn)
         self._httpd = _Httpd((self._host, self._port), _Handler)
         self._httpd.gateway = self
+        if self._tls is not None:
+            self._tls.wrap(self._httpd)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="tracetape-sql-http",
                                         daemon=True)
         self._thread.start()
@@ -113,16 +120,46 @@ class SqlHttpServer:
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
-        for _ in range(len(self._conns)):  # waits for in-flight queries to hand theirs back
-            try:
-                conn = self._pool.get(timeout=timeout)
-            except queue.Empty:
-                _log.warning("sql http: a query outlived stop(); its chdb connection stays open")
-                break
-            if conn is not None:
-                conn.close()
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool, _ in pools:
+            for _ in range(_POOL_SIZE):  # waits for in-flight queries to hand theirs back
+                try:
+                    conn = pool.get(timeout=timeout)
+                except queue.Empty:
+                    _log.warning("sql http: a query outlived stop(); its chdb connection stays open")
+                    break
+                if conn is not None:
+                    conn.close()
+            pool.put(None)  # wakes any late request waiting for a connection
         self._conns.clear()
-        self._pool.put(None)  # wakes any late request waiting for a connection
+
+    def _pool_for(self, project: str | None) -> tuple[queue.Queue[Any], Scope]:
+        """The connections of *project* (None: unscoped, authentication disabled), opened on first use."""
+        import chdb
+
+        with self._pools_lock:
+            if project in self._pools:
+                return self._pools[project]
+            pool: queue.Queue[Any] = queue.Queue()
+            scope = Scope(self._database)
+            for _ in range(_POOL_SIZE):
+                conn = chdb.connect(self._path)
+                self._conns.append(conn)
+                # Limits and the project filter first: once readonly=1 is set nobody, us included,
+                # can change them.
+                # max_execution_time frees a pinned connection from a runaway query (system.numbers);
+                # the Python() table function would read this process's variables and readonly=1 lets it.
+                conn.query(f"SET max_result_bytes={int(self._max_result)}, result_overflow_mode='throw', "
+                           f"max_execution_time={_MAX_QUERY_S}, allow_python_table_function=0")
+                if project is not None:
+                    statement, scope.filtered = scope_settings(conn, self._database, project)
+                    conn.query(statement)
+                conn.query("SET readonly=1")
+                pool.put(conn)
+            scope.load_catalog(conn)
+            self._pools[project] = (pool, scope)
+            return pool, scope
 
     def _authenticate(self, token: str | None) -> str | None:
         """Return the caller's project; refuse like ClickHouse does a bad password."""
@@ -139,15 +176,19 @@ class SqlHttpServer:
                                 "with such name", "AUTHENTICATION_FAILED")
         return project
 
-    def _execute(self, sql: str, fmt: str, database: str | None, params: dict[str, str],
-                settings: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        """Run one query on a pooled connection; every exit path returns the connection."""
+    def _execute(self, project: str | None, sql: str, fmt: str, database: str | None, params: dict[str, str],
+                 settings: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """Run one query of *project* on its pooled connection; every exit path returns the connection."""
         try:
-            conn = self._pool.get(timeout=_POOL_WAIT_S)
+            pool, scope = self._pool_for(project)
+        except ScopeRefusal as exc:
+            raise _Refused(497, str(exc), "ACCESS_DENIED") from None
+        try:
+            conn = pool.get(timeout=_POOL_WAIT_S)
         except queue.Empty:
             raise _Refused(202, "Too many simultaneous queries", "TOO_MANY_SIMULTANEOUS_QUERIES") from None
         if conn is None:
-            self._pool.put(None)
+            pool.put(None)
             raise _Refused(210, "Server is shutting down", "NETWORK_ERROR")
         try:
             self._use_database(conn, database)
@@ -155,6 +196,7 @@ class SqlHttpServer:
                 if not _SETTING_NAME.match(name):
                     raise _Refused(115, f"Unknown setting '{name}'", "UNKNOWN_SETTING")
                 conn.query(f"SET {name} = '{_quote(value)}'")
+            sql = scope.check(conn, sql, params, database or self._database)
             result = conn.query(sql, fmt, params=params or None)
             if result.size() > self._max_result:
                 raise _Refused(396, f"Limit for result exceeded, max bytes: {self._max_result}",
@@ -164,7 +206,7 @@ class SqlHttpServer:
                        "elapsed_ns": str(int(result.elapsed() * 1e9))}
             return result.bytes(), summary
         finally:
-            self._pool.put(conn)
+            pool.put(conn)
 
     def _use_database(self, conn: Any, database: str | None) -> None:
         # Issued per query because SQL can itself say USE and the connection is shared.
@@ -214,6 +256,7 @@ class _Httpd(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clickhouse-connect's pooled connections expect
+    timeout = 30  # seconds a silent client may hold a thread, mid-request or idle on keep-alive
     server: _Httpd
     project: str | None = None  # the caller's project, set once authenticated
 
@@ -254,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
             params = {k[6:]: v for k, v in url.items() if k.startswith("param_")}
             settings = {k: v for k, v in url.items() if k not in _IGNORED_PARAMS and not k.startswith("param_")}
             fmt = url.get("default_format") or "TabSeparated"
-            data, summary = self.server.gateway._execute(sql, fmt, url.get("database"), params, settings)
+            data, summary = self.server.gateway._execute(self.project, sql, fmt, url.get("database"), params,
+                                                         settings)
         except Exception as exc:  # chdb's errors, ours, and anything else: the client gets a ClickHouse error
             return self._fail(exc, query_id)
         match = _TRAILING_FORMAT.search(sql)

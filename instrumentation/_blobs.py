@@ -4,6 +4,12 @@ The app thread only hashes and enqueues. A worker asks the collector which
 hashes it lacks and streams just those, in chunks. The queue is bounded in
 bytes: when the collector is slow or down, new payloads are dropped and
 counted (the span still carries the hash), and the app never waits.
+
+Payloads of a run whose outcome decides whether they are kept (sampling, see
+``_payload``) are held instead (``_holds``), and on :meth:`release` either
+streamed by the worker, a slice at a time, or discarded. Released payloads
+bypass the queue's cap: they were already bounded while held, and a failed
+run's payloads are the ones most worth keeping.
 """
 
 from __future__ import annotations
@@ -13,39 +19,63 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from opentelemetry import context as otel_context
 
+from ._holds import Held, Holds
 from ._tasks import start_detached
 
-__all__ = ["BlobUploader", "sha256_hex"]
+__all__ = ["BlobUploader", "BlobStats", "sha256_hex"]
 
 _log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
 _SEEN_LIMIT = 200_000
 _MAX_ATTEMPTS = 5
 _RPC_TIMEOUT_S = 30.0
+_RELEASE_SLICE_BYTES = 16 * 1024 * 1024
+_UNREACHABLE_AFTER = 2  # consecutive failed uploads after which flush() stops waiting
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass(frozen=True)
+class BlobStats:
+    """Counters of one uploader, for health checks and tests."""
+
+    queued: int = 0  # payloads waiting for upload (queue and released holds)
+    queued_bytes: int = 0
+    uploaded: int = 0  # payloads the collector lacked and received
+    dropped: int = 0  # payloads given up on: queue or hold full, collector unreachable
+    held_runs: int = 0  # runs whose payloads wait for their outcome
+    held_bytes: int = 0  # of those, in memory
+    spilled_bytes: int = 0  # of those, in a temporary file
+    discarded: int = 0  # payloads of successful runs left out by sampling
+
+
 class BlobUploader:
     def __init__(self, target: str, *, secure: bool, metadata: Sequence[tuple[str, str]] = (),
-                 max_queue_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_queue_bytes: int = 64 * 1024 * 1024, max_held_bytes: int = 32 * 1024 * 1024,
+                 max_spill_bytes: int = 1024 * 1024 * 1024) -> None:
         self._target = target
         self._secure = secure
         self._metadata = tuple(metadata)
         self._max_queue_bytes = max_queue_bytes
+        self._holds = Holds(max_held_bytes, max_spill_bytes)
+        self._released: deque[Held] = deque()
+        self._released_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._pending: OrderedDict[str, tuple[bytes, str, int]] = OrderedDict()
         self._pending_bytes = 0
         self._in_flight = 0
+        self._failing = 0  # consecutive failed uploads
+        self._stopping = threading.Event()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._closed = False
         self._last_warning = 0.0
@@ -72,25 +102,75 @@ class BlobUploader:
         self._wake.set()
         return digest
 
+    def hold(self, run_id: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Like :meth:`put`, but keep *data* back until :meth:`release` of *run_id* says what to do with it."""
+        digest = sha256_hex(data)
+        with self._lock:
+            if self._closed or digest in self._seen or digest in self._pending:
+                return digest
+            if not self._holds.add(run_id, digest, data, content_type):
+                self._drop(f"held payloads over their caps (memory {self._holds.max_memory_bytes}, "
+                           f"spill {self._holds.max_spill_bytes} bytes)", count=0)
+        return digest
+
+    def release(self, run_id: str, keep: bool) -> None:
+        """The outcome of *run_id* is known: upload its held payloads (*keep*) or discard them."""
+        with self._lock:
+            held = self._holds.pop(run_id)
+            if held is None:
+                return
+            if not keep:
+                self._holds.discard(held)
+                return
+            self._queue_released(held)
+        self._wake.set()
+
+    def _queue_released(self, held: Held) -> None:
+        self._released.append(held)
+        self._released_bytes += held.memory_bytes + held.spill_size
+        self._ensure_worker()
+
+    def stats(self) -> BlobStats:
+        with self._lock:
+            return BlobStats(
+                queued=len(self._pending) + sum(len(h.items) for h in self._released),
+                queued_bytes=self._pending_bytes + self._released_bytes,
+                uploaded=self.uploaded, dropped=self.dropped + self._holds.dropped, held_runs=len(self._holds),
+                held_bytes=self._holds.memory_bytes, spilled_bytes=self._holds.spill_bytes,
+                discarded=self._holds.discarded)
+
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far was uploaded (or given up on)."""
+        """Wait until everything queued or released so far was uploaded (or given up on).
+
+        Returns ``False`` at the timeout, and at once while the collector is unreachable: the
+        worker keeps retrying in the background, but nobody should wait on a dead collector.
+        """
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._idle:
-            while self._pending or self._in_flight:
+            while self._pending or self._released or self._in_flight:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._failing >= _UNREACHABLE_AFTER:
                     return False
                 self._idle.wait(remaining)
         return True
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        """Upload what is pending within *timeout*; what cannot be (collector down) is dropped and counted."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            # No outcome will come for runs still held (a child process of a run, an unfinished run): keep them.
+            for held in self._holds.drain():
+                self._queue_released(held)
         self.flush(timeout)
         with self._lock:
             self._closed = True
+        self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(max(0.0, timeout))
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._drop_remaining("shut down before the collector took them")
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -103,11 +183,12 @@ class BlobUploader:
             start_detached(self._thread)
 
     def _drop(self, why: str, count: int = 1) -> None:
+        """Count *count* dropped payloads and warn, at most every 10 s (the caller may count them itself)."""
         self.dropped += count
         now = time.monotonic()
         if now - self._last_warning > 10.0:
             self._last_warning = now
-            _log.warning("tracetape dropped %d payload blob(s) so far: %s", self.dropped, why)
+            _log.warning("tracetape dropped %d payload blob(s) so far: %s", self.dropped + self._holds.dropped, why)
 
     def _run(self) -> None:
         token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
@@ -117,10 +198,13 @@ class BlobUploader:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 with self._lock:
-                    if self._closed and not self._pending:
+                    if self._closed and (self._failing or not (self._pending or self._released)):
+                        self._drop_remaining("collector unreachable at shutdown")
                         return
                     batch = list(self._pending.items())
                     self._pending.clear()
+                    if not batch:
+                        batch = self._take_released()
                     self._in_flight = len(batch)
                 if not batch:
                     continue
@@ -133,13 +217,41 @@ class BlobUploader:
                         self._requeue(batch)
                     self._idle.notify_all()
                 if ok:
-                    backoff = 0.1
+                    backoff, self._failing = 0.1, 0
                 else:
-                    time.sleep(backoff)
+                    self._failing += 1
+                    self._stopping.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     self._wake.set()
         finally:
             otel_context.detach(token)
+
+    def _drop_remaining(self, why: str) -> None:
+        """Count everything still queued or released as dropped (under the lock)."""
+        count = len(self._pending) + sum(len(held.items) for held in self._released)
+        for held in self._released:
+            held.close()
+        self._pending.clear()
+        self._released.clear()
+        self._pending_bytes = self._released_bytes = 0
+        if count:
+            self._drop(why, count)
+        self._idle.notify_all()
+
+    def _take_released(self) -> list[tuple[str, tuple[bytes, str, int]]]:
+        """A slice of the oldest released run, moved into the pending accounting (under the lock)."""
+        while self._released:
+            held = self._released[0]
+            taken = held.take(_RELEASE_SLICE_BYTES)
+            if not held.items:
+                self._released.popleft()
+                held.close()
+            if taken:
+                size = sum(len(data) for _, data, _ in taken)
+                self._released_bytes -= size
+                self._pending_bytes += size
+                return [(digest, (data, content_type, 0)) for digest, data, content_type in taken]
+        return []
 
     def _requeue(self, batch: list[tuple[str, tuple[bytes, str, int]]]) -> None:
         for digest, (data, content_type, attempts) in batch:
@@ -189,8 +301,13 @@ class BlobUploader:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._failing = 0
         self._pending.clear()
         self._pending_bytes = 0
+        self._holds.reset()
+        self._released = deque()
+        self._released_bytes = 0
         self._in_flight = 0
         self._thread = None
         self._channel = None

@@ -1,55 +1,245 @@
-"""OpenAI-style chat messages in the OTel GenAI message shape (role + parts).
+"""Model calls in the OTel GenAI attribute shape: OpenAI Chat Completions, and what every API shares.
 
+Each API module maps a request body (a dict, before it is sent) and a
+response (the exact bytes received, or the stream's events) to span
+attributes: messages in the GenAI role + parts shape, usage, finish reasons.
 Spans carry these as previews so any OTel backend shows the conversation;
-replay never reads them (it reads the exact bytes from the blobs).
+replay never reads them (it reads the exact bytes from the blobs). Everything
+here is a pure function of its input, so it can run at a stream's end, on
+whatever thread collected it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["input_messages", "output_messages"]
+from tracetape.schemas import attributes as A
+
+from . import _payload
+from ._payload import preview
+from ._stream import sse_data
+
+__all__ = ["input_message", "input_messages", "output_messages", "chat_request", "chat_response", "chat_stream",
+           "json_preview", "json_items", "message_encoder", "tool_definitions", "forget_previews", "sse_json", "sampling",
+           "stop_sequences", "usage", "parse_arguments", "tool_call_part", "text_parts",
+           "GEN_AI_REQUEST_STOP_SEQUENCES", "GEN_AI_REQUEST_TOP_K", "GEN_AI_REQUEST_FREQUENCY_PENALTY",
+           "GEN_AI_REQUEST_PRESENCE_PENALTY"]
+
+# GenAI names not yet in schemas/attributes.py.
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+
+_CHAT_SAMPLING = {
+    "temperature": A.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": A.GEN_AI_REQUEST_TOP_P,
+    "max_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
+    "seed": A.GEN_AI_REQUEST_SEED,
+    "frequency_penalty": GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": GEN_AI_REQUEST_PRESENCE_PENALTY,
+}
 
 
-def _text_parts(content: Any) -> list[dict[str, Any]]:
+_encode = json.JSONEncoder(ensure_ascii=False, default=repr).encode
+_MEMO_ENTRIES = 256
+_MEMO_CONTENT = 4096
+_RECENT_TOOLS = 4
+_recent_tools: tuple[tuple[Any, dict[str, Any]], ...] = ()
+
+
+# -- shared ------------------------------------------------------------------
+
+def json_preview(value: Any) -> str:
+    return preview(_encode(value))
+
+
+def json_items(attribute: str, items: Sequence[Any], encode: Callable[[Any], str] = _encode,
+               newest_first: bool = True) -> dict[str, Any]:
+    """*attribute* set to a JSON array preview of *items*, built for no more than the preview budget.
+
+    A conversation grows with every turn of an agent, so converting and
+    encoding all of it for a 2 KB preview would make each call slower than the
+    last. Whole items are kept while they fit: the newest for messages (what
+    the model was answering), the first for tool definitions. The preview stays
+    valid JSON, and ``tracetape.preview.truncated`` says that items were left
+    out; the full request is in the ``request`` blob.
+    """
+    budget = _payload._preview_bytes
+    encoded: list[str] = []
+    size = 2
+    for item in reversed(items) if newest_first else items:
+        text = encode(item)
+        size += len(text) + 1
+        if size > budget and encoded:
+            break
+        encoded.append(text)
+    if newest_first:
+        encoded.reverse()
+    result: dict[str, Any] = {attribute: preview("[" + ",".join(encoded) + "]")}
+    if len(encoded) < len(items):
+        result[A.PREVIEW_TRUNCATED] = True
+    return result
+
+
+def message_encoder(convert: Callable[[Any], dict[str, Any]]) -> Callable[[Any], str]:
+    """Encode messages in GenAI shape, remembering plain ``{role, content: str}`` ones.
+
+    An agent resends its whole history with every call, so most messages of a
+    preview were encoded for the call before; the memo is keyed by (role,
+    content), bounded, and skips long contents.
+    """
+    memo: dict[tuple[Any, str], str] = {}
+
+    def encode(message: Any) -> str:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if not isinstance(content, str) or len(message) != 2 or len(content) > _MEMO_CONTENT:
+            return _encode(convert(message))
+        key = (message.get("role"), content)
+        text = memo.get(key)
+        if text is None:
+            if len(memo) >= _MEMO_ENTRIES:
+                memo.clear()
+            text = memo[key] = _encode(convert(message))
+        return text
+
+    return encode
+
+
+def tool_definitions(tools: Any) -> dict[str, Any]:
+    """The tool-definitions preview; an agent sends the same tools every call, so the last few are reused.
+
+    Equality of the plain data (a C-speed comparison) decides, never identity:
+    the SDKs rebuild the request dicts for every call.
+    """
+    global _recent_tools
+    if not isinstance(tools, (list, tuple)):
+        return {}
+    for seen, attributes in _recent_tools:
+        if seen == tools:
+            return attributes
+    attributes = json_items(A.GEN_AI_TOOL_DEFINITIONS, tools, newest_first=False)
+    _recent_tools = ((tools, attributes),) + _recent_tools[:_RECENT_TOOLS - 1]
+    return attributes
+
+
+def forget_previews() -> None:
+    """Drop reused tool previews: they were redacted under the rules in force when they were made."""
+    global _recent_tools
+    _recent_tools = ()
+
+
+def parse_arguments(arguments: Any) -> Any:
+    """Tool-call arguments as data when they are JSON, else as sent (models do emit broken JSON)."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments
+
+
+def sampling(body: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The numeric sampling parameters of *body* under their GenAI names."""
+    found: dict[str, Any] = {}
+    for key, attribute in names.items():
+        value = body.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[attribute] = value
+    return found
+
+
+def stop_sequences(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {GEN_AI_REQUEST_STOP_SEQUENCES: [value]}
+    if isinstance(value, (list, tuple)) and value:
+        return {GEN_AI_REQUEST_STOP_SEQUENCES: [str(v) for v in value]}
+    return {}
+
+
+def usage(input_tokens: Any, output_tokens: Any) -> dict[str, int]:
+    return {A.GEN_AI_USAGE_INPUT_TOKENS: int(input_tokens or 0), A.GEN_AI_USAGE_OUTPUT_TOKENS: int(output_tokens or 0)}
+
+
+def sse_json(events: Iterable[bytes]) -> list[tuple[str, Any]]:
+    """(event name, parsed data) for each event that carries JSON; ``[DONE]`` and pings without data skip.
+
+    All payloads are decoded in one ``json.loads`` of a JSON array: one C call
+    instead of one per event. A payload that is not JSON sends the batch to
+    the slow path, event by event, where it alone is skipped.
+    """
+    names: list[str] = []
+    payloads: list[bytes] = []
+    for event in events:
+        # Fast paths for the two shapes providers send; anything else goes through the full parser.
+        if event.startswith(b"data: {") and event.count(b"\n") == 2:
+            name, data = "", event[6:]
+        elif event.startswith(b"event: ") and event.count(b"\n") == 3 and b"\ndata: {" in event:
+            cut = event.index(b"\ndata: ")
+            name, data = event[7:cut].decode(), event[cut + 7:]
+        else:
+            name, text = sse_data(event)
+            if not text.startswith(("{", "[")) or text.startswith("[DONE]"):
+                continue
+            data = text.encode()
+        names.append(name)
+        payloads.append(data)
+    try:
+        return list(zip(names, json.loads(b"[" + b",".join(payloads) + b"]")))
+    except ValueError:
+        parsed = []
+        for name, data in zip(names, payloads):
+            try:
+                parsed.append((name, json.loads(data)))
+            except ValueError:
+                continue
+        return parsed
+
+
+def text_parts(content: Any) -> list[dict[str, Any]]:
+    """Message content (a string or content parts) as GenAI parts; non-text parts keep only their type."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
     parts = []
     for item in content if isinstance(content, list) else [content]:
-        if isinstance(item, Mapping) and item.get("type") == "text":
+        if isinstance(item, Mapping) and item.get("type") in ("text", "input_text", "output_text"):
             parts.append({"type": "text", "content": item.get("text", "")})
         else:
             parts.append({"type": str(item.get("type", "unknown")) if isinstance(item, Mapping) else "unknown"})
     return parts
 
 
+def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": parse_arguments(arguments)}
+
+
+# -- OpenAI Chat Completions -------------------------------------------------
+
 def _tool_call_parts(tool_calls: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     parts = []
     for call in tool_calls or ():
         function = call.get("function") or {}
-        arguments: Any = function.get("arguments")
-        try:
-            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
-            pass
-        parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name"), "arguments": arguments})
+        parts.append(tool_call_part(call.get("id"), function.get("name"), function.get("arguments")))
     return parts
 
 
+def input_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    role = message.get("role", "user")
+    if role == "tool":
+        return {"role": role, "parts": [{"type": "tool_call_response", "id": message.get("tool_call_id"),
+                                         "response": message.get("content")}]}
+    return {"role": role, "parts": text_parts(message.get("content")) + _tool_call_parts(message.get("tool_calls"))}
+
+
 def input_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result = []
-    for message in messages:
-        role = message.get("role", "user")
-        if role == "tool":
-            parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"),
-                      "response": message.get("content")}]
-        else:
-            parts = _text_parts(message.get("content")) + _tool_call_parts(message.get("tool_calls"))
-        result.append({"role": role, "parts": parts})
-    return result
+    return [input_message(message) for message in messages]
+
+
+_chat_messages = message_encoder(input_message)
 
 
 def output_messages(choices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -58,7 +248,74 @@ def output_messages(choices: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         message = choice.get("message") or {}
         result.append({
             "role": message.get("role", "assistant"),
-            "parts": _text_parts(message.get("content")) + _tool_call_parts(message.get("tool_calls")),
+            "parts": text_parts(message.get("content")) + _tool_call_parts(message.get("tool_calls")),
             "finish_reason": choice.get("finish_reason"),
         })
     return result
+
+
+def chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    attributes = sampling(body, _CHAT_SAMPLING) | stop_sequences(body.get("stop"))
+    messages = body.get("messages")
+    if isinstance(messages, (list, tuple)):
+        attributes.update(json_items(A.GEN_AI_INPUT_MESSAGES, messages, _chat_messages))
+    return attributes | tool_definitions(body.get("tools"))
+
+
+def chat_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices") or []
+    counts = body.get("usage") or {}
+    return {
+        A.GEN_AI_RESPONSE_ID: str(body.get("id", "")),
+        A.GEN_AI_RESPONSE_MODEL: str(body.get("model", "")),
+        A.GEN_AI_RESPONSE_FINISH_REASONS: [str(c["finish_reason"]) for c in choices if c.get("finish_reason")],
+        A.GEN_AI_OUTPUT_MESSAGES: json_preview(output_messages(choices)),
+        **usage(counts.get("prompt_tokens"), counts.get("completion_tokens")),
+    }
+
+
+def chat_response(data: bytes) -> dict[str, Any]:
+    return chat_body(json.loads(data))
+
+
+def _fold_choice(slot: dict[str, Any], choice: Mapping[str, Any]) -> None:
+    delta = choice.get("delta") or {}
+    if delta.get("role"):
+        slot["role"] = delta["role"]
+    if delta.get("content"):
+        slot["content"].append(delta["content"])
+    for call in delta.get("tool_calls") or ():
+        entry = slot["calls"].setdefault(call.get("index", 0), {"id": None, "name": "", "arguments": []})
+        function = call.get("function") or {}
+        entry["id"] = call.get("id") or entry["id"]
+        entry["name"] += function.get("name") or ""
+        entry["arguments"].append(function.get("arguments") or "")
+    if choice.get("finish_reason"):
+        slot["finish_reason"] = choice["finish_reason"]
+
+
+def chat_stream(events: Sequence[bytes]) -> dict[str, Any]:
+    """Fold ``chat.completion.chunk`` events into what the non-streamed call would have answered."""
+    head: dict[str, Any] = {}
+    slots: dict[int, dict[str, Any]] = {}
+    for _, chunk in sse_json(events):
+        head.setdefault("id", chunk.get("id"))
+        head.setdefault("model", chunk.get("model"))
+        if chunk.get("usage"):
+            head["usage"] = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            slot = slots.setdefault(choice.get("index", 0),
+                                    {"role": "assistant", "content": [], "calls": {}, "finish_reason": None})
+            _fold_choice(slot, choice)
+    choices = [{
+        "index": index,
+        "message": {
+            "role": slot["role"],
+            "content": "".join(slot["content"]) or None,
+            "tool_calls": [{"id": c["id"], "type": "function",
+                            "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}
+                           for _, c in sorted(slot["calls"].items())],
+        },
+        "finish_reason": slot["finish_reason"],
+    } for index, slot in sorted(slots.items())]
+    return chat_body({**head, "choices": choices})

@@ -3,10 +3,21 @@
 The state lives in one module-level slot set by ``instrument()``; with no
 uploader (not instrumented, or instrumented without blobs) payloads are still
 hashed, so spans stay comparable across runs.
+
+Every payload and preview is redacted first (``redaction``), so what is
+hashed, stored and served back never holds a secret.
+
+Payload sampling: failed runs keep every payload, successful runs only 1 in
+N (``TRACETAPE_PAYLOAD_SAMPLE``, default 1: all). The pick is a hash of the
+run id, so it is the same in every process of a run; a run the pick keeps
+uploads at once, any other holds its payloads until :func:`run_finished`
+says how it ended. Spans are never sampled: the event log is always complete,
+and a step of a sampled-out run shows its hashes without bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
@@ -14,42 +25,98 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from tracetape.schemas import attributes as A
+from tracetape.schemas.config import Setting, setting
 
-from ._blobs import BlobUploader, sha256_hex
+from . import redaction
+from ._blobs import BlobStats, BlobUploader, sha256_hex
 
-__all__ = ["configure", "attach", "preview", "to_json_bytes", "redact_headers"]
+__all__ = ["configure", "attach", "preview", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
+           "sampled_in", "PAYLOAD_SAMPLE"]
 
 _log = logging.getLogger(__name__)
+
+# To move into schemas/config.py (declared here until then; nothing reads it by literal).
+PAYLOAD_SAMPLE = Setting(
+    "TRACETAPE_PAYLOAD_SAMPLE", 1, lambda raw: max(1, int(raw)),
+    "Keep the payloads of 1 in N successful runs (failed runs keep all; spans are always kept). 1 keeps all.")
+
 _uploader: BlobUploader | None = None
 _preview_bytes = 2048
+_sample = 1
+_PREVIEW_MARGIN = 256
 
 # Header names whose values are secrets: never recorded, whatever the provider.
 _SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
     "x-goog-api-key", "openai-api-key", "anthropic-api-key", "ocp-apim-subscription-key",
 })
-REDACTED = "[REDACTED]"
+REDACTED = redaction.REDACTED
 
 
-def configure(uploader: BlobUploader | None, preview_bytes: int) -> None:
-    global _uploader, _preview_bytes
+def configure(uploader: BlobUploader | None, preview_bytes: int, *, sample: int | None = None) -> None:
+    """Where payloads go, how long previews are, and 1-in-*sample* payload sampling of successful runs."""
+    global _uploader, _preview_bytes, _sample
     _uploader = uploader
     _preview_bytes = preview_bytes
+    _sample = max(1, setting(PAYLOAD_SAMPLE, sample))
 
 
-def attach(span: Span, role: str, data: bytes, content_type: str = "application/json") -> str:
-    """Record *data* as the *role* payload of *span*; returns its SHA-256."""
-    digest = _uploader.put(data, content_type) if _uploader is not None else sha256_hex(data)
+def _held_by(span: Span) -> str | None:
+    """The run whose outcome decides on this span's payloads, or ``None`` to upload them now."""
+    if _sample <= 1:
+        return None
+    attributes = getattr(span, "attributes", None) or {}
+    run_id = attributes.get(A.RUN_ID)
+    if not isinstance(run_id, str) or not run_id or sampled_in(run_id, _sample):
+        return None
+    return run_id
+
+
+def sampled_in(run_id: str, one_in: int) -> bool:
+    """Whether *run_id* is one of the 1 in *one_in* runs whose payloads are kept whatever their outcome."""
+    return int(hashlib.sha256(run_id.encode()).hexdigest()[:12], 16) % one_in == 0
+
+
+def attach(span: Span, role: str, data: bytes, content_type: str = "application/json", *,
+           redact: bool = True) -> str:
+    """Record *data*, redacted, as the *role* payload of *span*; returns the SHA-256 of what is recorded.
+
+    ``redact=False`` is for payloads our own code built from values that cannot hold a secret
+    (numbers, hex digests), where the scan would be pure cost.
+    """
+    data = redaction.redact(role, bytes(data)) if redact else bytes(data)
+    uploader = _uploader
+    if uploader is None:
+        digest = sha256_hex(data)
+    else:
+        run_id = _held_by(span)
+        digest = uploader.put(data, content_type) if run_id is None else uploader.hold(run_id, data, content_type)
     span.set_attribute(A.blob_attr(role), digest)
     span.set_attribute(A.blob_size_attr(role), len(data))
     return digest
 
 
+def run_finished(run_id: str, outcome: str) -> None:
+    """The run ended with *outcome*: upload the payloads it held (unless a successful run sampled out)."""
+    uploader = _uploader
+    if uploader is not None and _sample > 1:
+        uploader.release(run_id, keep=outcome != "ok")
+
+
+def blob_stats() -> BlobStats:
+    """Payload upload counters of the running instrumentation (all zero when not instrumented)."""
+    uploader = _uploader
+    return uploader.stats() if uploader is not None else BlobStats()
+
+
 def preview(text: str) -> str:
-    """A readable prefix for a span attribute; the full text is in the blob."""
+    """A readable, redacted prefix for a span attribute; the full text is in the blob.
+
+    Redacted before it is cut (with some margin), so a secret across the cut is still recognized.
+    """
     if len(text) <= _preview_bytes:
-        return text
-    return text[:_preview_bytes] + "…"
+        return redaction.redact_text(text)
+    return redaction.redact_text(text[:_preview_bytes + _PREVIEW_MARGIN])[:_preview_bytes] + "…"
 
 
 def to_json_bytes(value: Any) -> bytes:
@@ -60,6 +127,6 @@ def to_json_bytes(value: Any) -> bytes:
 def redact_headers(headers: Any) -> dict[str, str]:
     """Headers as a dict with every secret value replaced."""
     return {
-        str(k).lower(): (REDACTED if str(k).lower() in _SECRET_HEADERS else str(v))
+        str(k).lower(): (REDACTED if str(k).lower() in _SECRET_HEADERS else redaction.redact_text(str(v), "header"))
         for k, v in (headers.items() if hasattr(headers, "items") else headers)
     }

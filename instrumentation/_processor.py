@@ -41,11 +41,15 @@ class RunSpanProcessor(SpanProcessor):
         if run is None:
             return
         attrs = span.attributes or {}
-        if attrs.get(A.EVENT_KIND) == "run":
+        kind = attrs.get(A.EVENT_KIND)
+        # Only tracetape's own events count: an SDK that traces itself (the
+        # anthropic SDK does) nests a span with the same usage under ours.
+        if kind is None or kind == "run":
             return
+        model_call = kind == "model_call"
         run.add_usage(
-            int(attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
-            int(attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
+            int(attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0) if model_call else 0,
+            int(attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0) if model_call else 0,
             span.status.status_code is StatusCode.ERROR,
         )
 

@@ -148,6 +148,10 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         for instrumentor in instrumentors:
             instrumentor.instrument(tracer_provider=provider)
         _active = Instrumentation(provider, uploader, instrumentors, switch, patches)
+        if config.setting(config.REPLAY):
+            from tracetape.replay.commands import activate_from_env
+
+            activate_from_env()  # raises if the replay cannot start: going live would spend API calls
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -184,3 +188,4 @@ def _shutdown_at_exit() -> None:
         uninstrument()
     except Exception:  # noqa: BLE001 - interpreter is exiting; never raise from atexit
         _log.debug("tracetape shutdown failed", exc_info=True)
+

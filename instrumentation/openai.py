@@ -1,171 +1,135 @@
-"""OpenAI client instrumentation (chat completions, sync, non-streaming).
+"""OpenAI client instrumentation: Chat Completions and Responses; sync, async, streamed.
 
-Two patch points work together. ``Completions.create`` makes the semantic
-``chat {model}`` span (one per call, whatever the retries). The client's
-``_send_request`` is where the exact bytes cross the wire: it fills the
-current call's exchange slot with the request body sent and the response
-body received, which become the span's blobs. Capturing below the SDK's
-parsing keeps the recording exact, and that same seam is where replay serves
-recorded bytes back.
+Two patch points per client class work together (see :mod:`._model_call`).
+``OpenAI.request`` / ``AsyncOpenAI.request`` make the semantic ``chat
+{model}`` span, one per API call whatever the retries. Patching there, not
+``Completions.create``, also covers ``parse()``, the ``stream()`` helpers and
+``with_raw_response``, which all call ``request()`` without ``create()``; and
+patching the client classes themselves, not their base, keeps working when
+OpenInference (which sets ``OpenAI.request``) was instrumented first.
+``_send_request`` is where the exact bytes cross the wire: it takes the
+request body as sent and the response as received, and it is where replay
+serves recorded bytes back (``seam.serve``) as the SDK's own httpx2 response.
+
+Any OpenAI-compatible ``base_url`` works; Azure (``AzureOpenAI`` or an
+``*.azure.*`` host) is reported as provider ``azure.ai.openai``.
+
+Alongside OpenLLMetry, OpenInference or the official OpenTelemetry OpenAI
+instrumentation (``opentelemetry-instrumentation-openai``,
+``openinference-instrumentation-openai``,
+``opentelemetry-instrumentation-genai-openai``): each makes its own span per
+call (OpenLLMetry and the official one wrap ``create()``, OpenInference wraps
+``OpenAI.request``), and those spans are kept as they are. tracetape still
+records exactly one model-call event per call: only its span carries
+``tracetape.event.kind = model_call`` and the payload blobs, and a GenAI span
+of theirs around or inside the call is marked ``tracetape.event.kind =
+other``, so a run lists the call once and counts its tokens once.
+
+The SDK's own HTTP exchange is part of the model-call event: while the call
+runs, :func:`._nesting.inside_model_call` is true and the HTTP-level patches
+(httpx2, httpx, requests) stand aside.
 """
 
 from __future__ import annotations
 
-import contextvars
-import json
-import logging
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tracetape.schemas import attributes as A
-from tracetape.schemas.events import EventKind
-
-from ._api import tracer
-from ._genai import input_messages, output_messages
-from ._guard import guarded
 from . import seam
-from ._payload import attach, preview, to_json_bytes
+from ._genai import chat_request, chat_response, chat_stream
+from ._genai_responses import responses_request, responses_response, responses_stream
+from ._guard import guarded
+from ._model_call import (Api, ModelCall, PatchingInstrumentor, async_request_wrapper, begin, current_call,
+                          recorded_message, recorded_response, request_body, request_wrapper)
 
 __all__ = ["OpenAIInstrumentor"]
 
-_log = logging.getLogger(__name__)
-_exchange: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tracetape_openai", default=None)
-
-_SAMPLING = {
-    "temperature": A.GEN_AI_REQUEST_TEMPERATURE,
-    "top_p": A.GEN_AI_REQUEST_TOP_P,
-    "max_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
-    "max_completion_tokens": A.GEN_AI_REQUEST_MAX_TOKENS,
-    "seed": A.GEN_AI_REQUEST_SEED,
+_APIS = {
+    "/chat/completions": Api("chat", chat_request, chat_response, chat_stream, (b"data: [DONE]",)),
+    "/responses": Api("chat", responses_request, responses_response, responses_stream,
+                      (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")),
 }
-
-
-def _json_preview(value: Any) -> str:
-    return preview(json.dumps(value, ensure_ascii=False, default=repr))
+_azure_clients: tuple[type, ...] = ()
 
 
 def _provider(instance: Any) -> str:
-    base_url = str(getattr(getattr(instance, "_client", None), "base_url", ""))
-    return "azure.ai.openai" if "azure" in base_url else "openai"
+    if isinstance(instance, _azure_clients) or ".azure." in f".{instance.base_url.host}":
+        return "azure.ai.openai"
+    return "openai"
 
 
-def _start(instance: Any, kwargs: dict[str, Any]) -> Any:
-    model = str(kwargs.get("model", ""))
-    attributes: dict[str, Any] = {
-        A.EVENT_KIND: EventKind.MODEL_CALL.value,
-        A.GEN_AI_OPERATION_NAME: "chat",
-        A.GEN_AI_PROVIDER_NAME: _provider(instance),
-        A.GEN_AI_REQUEST_MODEL: model,
-    }
-    for key, attribute in _SAMPLING.items():
-        value = kwargs.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            attributes[attribute] = value
-    messages = kwargs.get("messages")
-    if isinstance(messages, (list, tuple)):
-        attributes[A.GEN_AI_INPUT_MESSAGES] = _json_preview(input_messages(messages))
-    tools = kwargs.get("tools")
-    if isinstance(tools, (list, tuple)):
-        attributes[A.GEN_AI_TOOL_DEFINITIONS] = _json_preview(list(tools))
-    return tracer().start_span(f"chat {model}".strip(), kind=SpanKind.CLIENT, attributes=attributes)
+def _start(instance: Any, args: tuple, kwargs: dict[str, Any]) -> ModelCall | None:
+    """A model call when ``request()`` posts to a model endpoint; ``None`` leaves other calls alone."""
+    options = args[1] if len(args) > 1 else kwargs["options"]
+    api = _APIS.get(options.url)
+    if api is None or options.method.lower() != "post":
+        return None
+    body = request_body(options)
+    url = instance.base_url
+    server = (url.host, url.port or (443 if url.scheme == "https" else 80))
+    return begin(api, _provider(instance), body, bool(kwargs.get("stream")), server)
 
 
-def _finish(span: Any, exchange: dict[str, Any], kwargs: dict[str, Any], error: BaseException | None) -> None:
-    request = exchange.get("request")
-    attach(span, seam.REQUEST, request if request is not None else to_json_bytes(kwargs))
-    response = exchange.get("response")
-    if response is not None:
-        attach(span, seam.RESPONSE, response)
-        span.set_attribute("http.response.status_code", exchange.get("status", 0))
-    if error is not None:
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-    elif response is not None:
-        _response_attributes(span, json.loads(response))
-    span.end()
+def _body(request: Any) -> bytes:
+    return bytes(request.content)
 
 
-def _response_attributes(span: Any, body: dict[str, Any]) -> None:
-    span.set_attribute(A.GEN_AI_RESPONSE_ID, str(body.get("id", "")))
-    span.set_attribute(A.GEN_AI_RESPONSE_MODEL, str(body.get("model", "")))
-    choices = body.get("choices") or []
-    span.set_attribute(A.GEN_AI_RESPONSE_FINISH_REASONS, [str(c.get("finish_reason")) for c in choices])
-    span.set_attribute(A.GEN_AI_OUTPUT_MESSAGES, _json_preview(output_messages(choices)))
-    usage = body.get("usage") or {}
-    span.set_attribute(A.GEN_AI_USAGE_INPUT_TOKENS, int(usage.get("prompt_tokens") or 0))
-    span.set_attribute(A.GEN_AI_USAGE_OUTPUT_TOKENS, int(usage.get("completion_tokens") or 0))
+def _no_response(served: seam.Served, request: Any) -> BaseException:
+    """The SDK error of a recorded call that got no HTTP response (OpenAI errors are not retried)."""
+    import openai
+
+    if "Timeout" in served.error_type:
+        return openai.APITimeoutError(request=request)
+    return openai.APIConnectionError(message=recorded_message(served, "Connection error."), request=request)
 
 
-def _create_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
-    if kwargs.get("stream"):
-        return wrapped(*args, **kwargs)  # streaming capture is not in this instrumentor yet
-    span = guarded(_start, instance, kwargs)
-    if span is None:
+def _send(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+    call = current_call()
+    if call is None:
         return wrapped(*args, **kwargs)
-    exchange: dict[str, Any] = {"name": span.name if hasattr(span, "name") else ""}
-    token = _exchange.set(exchange)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        guarded(_finish, span, exchange, kwargs, exc)
-        raise
-    finally:
-        _exchange.reset(token)
-    guarded(_finish, span, exchange, kwargs, None)
-    return result
-
-
-def _capture_request(exchange: dict[str, Any], request: Any) -> None:
-    exchange["request"] = bytes(request.content)
-
-
-def _capture_response(exchange: dict[str, Any], response: Any) -> None:
-    exchange["status"] = int(response.status_code)
-    exchange["response"] = bytes(response.read())
-
-
-def _recorded_response(served: seam.Served, request: Any) -> Any:
-    """The recorded exchange as the SDK's own response type, so it parses it as usual."""
-    import httpx2
-
-    if served.error_type and not served.response:
-        raise httpx2.ConnectError(f"recorded failure: {served.error_message}", request=request)
-    status = int(served.attributes.get("http.response.status_code") or 200)
-    return httpx2.Response(status, content=served.response, request=request,
-                           headers={"content-type": "application/json"})
-
-
-def _send_wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
-    exchange = _exchange.get()
-    if exchange is None or kwargs.get("stream"):
-        return wrapped(*args, **kwargs)
-    request = args[0] if args else kwargs.get("request")
-    guarded(_capture_request, exchange, request)
-    served = seam.serve(EventKind.MODEL_CALL, exchange.get("name", ""), exchange.get("request", b""))
-    response = _recorded_response(served, request) if served is not None else wrapped(*args, **kwargs)
-    guarded(_capture_response, exchange, response)
+    request = args[0] if args else kwargs["request"]
+    call.sending(guarded(_body, request))
+    guarded(call.demote_current)
+    served = call.serve()
+    response = recorded_response(call, served, request, _no_response) if served is not None \
+        else wrapped(*args, **kwargs)
+    if guarded(call.received, response, False):
+        call.response = response.read()
     return response
 
 
-class OpenAIInstrumentor(BaseInstrumentor):
+async def _send_async(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+    call = current_call()
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    request = args[0] if args else kwargs["request"]
+    call.sending(guarded(_body, request))
+    guarded(call.demote_current)
+    served = call.serve()
+    response = recorded_response(call, served, request, _no_response) if served is not None \
+        else await wrapped(*args, **kwargs)
+    if guarded(call.received, response, True):
+        call.response = await response.aread()
+    return response
+
+
+class OpenAIInstrumentor(PatchingInstrumentor):
     """Registered as the ``tracetape_openai`` opentelemetry_instrumentor entry point."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("openai >= 2",)
+        return ("openai >= 3",)  # the httpx2-based SDK: earlier ones speak httpx
 
-    def _instrument(self, **kwargs: Any) -> None:
-        wrapt.wrap_function_wrapper("openai.resources.chat.completions.completions", "Completions.create",
-                                    _create_wrapper)
-        wrapt.wrap_function_wrapper("openai._base_client", "SyncAPIClient._send_request", _send_wrapper)
+    def _patch_list(self) -> list[tuple[Any, str, Any]]:
+        global _azure_clients
+        import openai
+        from openai._base_client import AsyncAPIClient, SyncAPIClient
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        import openai._base_client
-        import openai.resources.chat.completions.completions as completions
-
-        unwrap(completions.Completions, "create")
-        unwrap(openai._base_client.SyncAPIClient, "_send_request")
+        _azure_clients = (openai.AzureOpenAI, openai.AsyncAzureOpenAI)
+        wrap = wrapt.FunctionWrapper
+        return [
+            (openai.OpenAI, "request", wrap(openai.OpenAI.request, request_wrapper(_start))),
+            (openai.AsyncOpenAI, "request", wrap(openai.AsyncOpenAI.request, async_request_wrapper(_start))),
+            (SyncAPIClient, "_send_request", wrap(SyncAPIClient._send_request, _send)),
+            (AsyncAPIClient, "_send_request", wrap(AsyncAPIClient._send_request, _send_async)),
+        ]

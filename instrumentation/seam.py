@@ -13,6 +13,11 @@ Every boundary event therefore records two payloads with fixed roles:
 and ``response`` — the bytes from which the result is rebuilt. Decoding a
 ``Served`` back into the value the caller expects is the patch's job; the
 player only matches and hands back bytes.
+
+Players match a call by its position in its own task, so they ask
+:func:`call_site` where the call comes from. A player may also say how runs
+started under it are linked to the recording (``lineage()``: a replay or a
+fork of a parent run); ``tracetape.run()`` stamps that on the run.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from typing import Mapping, Protocol
 
 from tracetape.schemas.events import EventKind
 
-__all__ = ["Served", "Player", "serve", "install", "uninstall", "active", "REQUEST", "RESPONSE"]
+from ._runs import current_run
+from ._tasks import current_task_path
+
+__all__ = ["Served", "Player", "Lineage", "serve", "install", "uninstall", "active", "call_site", "lineage",
+           "REQUEST", "RESPONSE"]
 
 REQUEST = "request"
 RESPONSE = "response"
@@ -39,9 +48,23 @@ class Served:
     attributes: Mapping[str, str] = field(default_factory=dict)  # other recorded span attributes
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """How a run started under a player relates to the recorded run."""
+
+    parent_run_id: str
+    fork_step: int  # 0: a replay of the parent; N >= 1: a fork that served steps 1..N, then went live
+    mode: str
+
+
 class Player(Protocol):
     def serve(self, kind: EventKind, name: str, request: bytes) -> Served | None:
-        """The recorded outcome of this call, ``None`` to go live, or raise on divergence."""
+        """The recorded outcome of this call, ``None`` to go live, or raise on divergence.
+
+        *name* is the span name of the boundary event (``chat gpt-4o``,
+        ``execute_tool get_weather``). Players may also define
+        ``lineage() -> Lineage | None``.
+        """
 
 
 _player: Player | None = None
@@ -55,6 +78,18 @@ def serve(kind: EventKind, name: str, request: bytes) -> Served | None:
 
 def active() -> Player | None:
     return _player
+
+
+def call_site() -> tuple[str, str]:
+    """(run id, task path) of the calling code; ``("", "")`` outside any run."""
+    run = current_run()
+    return (run.run_id, current_task_path()) if run is not None else ("", "")
+
+
+def lineage() -> Lineage | None:
+    """The link a run starting now gets to the run being replayed, if a player says so."""
+    link = getattr(_player, "lineage", None)
+    return link() if link is not None else None
 
 
 def install(player: Player) -> None:

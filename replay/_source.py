@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from tracetape.schemas import config
 from tracetape.schemas.errors import BlobError, RunNotFound
 from tracetape.schemas.store import StoreAddress, open_client, parse_store
 
-__all__ = ["Store", "resolve_store"]
+from .trajectory import bulk, verified
+
+__all__ = ["Store", "RunBlobs", "resolve_store"]
 
 _SPAN_SELECT = """
 SELECT run_id, seq, trace_id, span_id, parent_span_id, name, kind, span_kind, service_name,
@@ -41,6 +43,10 @@ SELECT run_id, agent, service_name, trace_id, toUnixTimestamp64Nano(start_time),
 FROM {db}.runs FINAL
 WHERE project = {{project:String}}
 """
+
+
+# Hashes per IN (...) query: their parameters travel in the URL, which servers cap (64 KiB here).
+_HASHES_PER_QUERY = 400
 
 
 def _live_collector_sql(data_dir: str) -> str | None:
@@ -99,9 +105,10 @@ class Store:
         return str(rows[0][0]) if len(rows) == 1 else run
 
     def spans(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._client.query(_SPAN_SELECT.format(db=self.database),
-                                  parameters={"project": self.project, "run": run_id}).result_rows
-        return [dict(zip(SPAN_FIELDS, row)) for row in rows]
+        with bulk():
+            rows = self._client.query(_SPAN_SELECT.format(db=self.database),
+                                      parameters={"project": self.project, "run": run_id}).result_rows
+            return [dict(zip(SPAN_FIELDS, row)) for row in rows]
 
     def runs(self, *, agent: str | None = None, outcome: str | None = None, tag: str | None = None,
              run_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -120,15 +127,55 @@ class Store:
 
     def blob(self, digest: str) -> bytes:
         """The payload with this SHA-256, verified against it."""
-        import hashlib
-
         rows = self._client.query(
             f"SELECT chunk, data FROM {self.database}.blob_chunks FINAL WHERE project = {{project:String}} "
             "AND hash = {hash:String} ORDER BY chunk",
             parameters={"project": self.project, "hash": digest}, column_formats={"data": "bytes"}).result_rows
         if not rows:
             raise BlobError(f"blob {digest} is not in the store (not uploaded yet, or dropped by the client)")
-        data = b"".join(row[1] for row in rows)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise BlobError(f"blob {digest} is corrupt: its bytes do not match the hash")
-        return data
+        return verified(digest, b"".join(row[1] for row in rows))
+
+    def blobs(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """Several payloads by hash (one query per few hundred), each verified; absent ones are left out."""
+        wanted = sorted(set(digests))
+        found: dict[str, bytes] = {}
+        for start in range(0, len(wanted), _HASHES_PER_QUERY):
+            found.update(self._assemble(self._client.query(
+                f"SELECT hash, chunk, data FROM {self.database}.blob_chunks FINAL WHERE project = {{project:String}} "
+                "AND hash IN {hashes:Array(String)} ORDER BY hash, chunk",
+                parameters={"project": self.project, "hashes": wanted[start:start + _HASHES_PER_QUERY]},
+                column_formats={"data": "bytes"}).result_rows))
+        return found
+
+    def run_blobs(self, run_id: str) -> dict[str, bytes]:
+        """Every payload a run references, in one query whatever the run's size."""
+        rows = self._client.query(
+            f"SELECT hash, chunk, data FROM {self.database}.blob_chunks FINAL WHERE project = {{project:String}} "
+            f"AND hash IN (SELECT arrayJoin(mapValues(blobs)) FROM {self.database}.spans "
+            "WHERE project = {project:String} AND run_id = {run:String}) ORDER BY hash, chunk",
+            parameters={"project": self.project, "run": run_id}, column_formats={"data": "bytes"}).result_rows
+        return self._assemble(rows)
+
+    @staticmethod
+    def _assemble(rows: Iterable[tuple[str, int, bytes]]) -> dict[str, bytes]:
+        parts: dict[str, list[bytes]] = {}
+        for digest, _chunk, data in rows:
+            parts.setdefault(digest, []).append(data)
+        return {digest: verified(digest, b"".join(chunks)) for digest, chunks in parts.items()}
+
+
+class RunBlobs:
+    """The blobs of one run in a store: bulk reads fetch the whole run's payloads in one query."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def blob(self, digest: str) -> bytes:
+        return self.store.blob(digest)
+
+    def blobs(self, digests: Iterable[str]) -> Mapping[str, bytes]:
+        wanted = set(digests)
+        if len(wanted) <= _HASHES_PER_QUERY:
+            return self.store.blobs(wanted)
+        return {d: data for d, data in self.store.run_blobs(self.run_id).items() if d in wanted}

@@ -68,7 +68,8 @@ def _header(run: RunInfo) -> list[str]:
         + (f"  tags {', '.join(run.tags)}" if run.tags else ""),
         f"started {_when(run.start_ns)}  took {(run.end_ns - run.start_ns) / 1e9:.3f}s  events {run.event_count}"
         f"  errors {run.error_count}  tokens {run.input_tokens}→{run.output_tokens}"
-        + (f"  forked from {run.parent_run_id} at step {run.fork_step}" if run.parent_run_id else ""),
+        + (f"  forked from {run.parent_run_id} at step {run.fork_step}" if run.fork_step else
+           f"  replay of {run.parent_run_id}" if run.parent_run_id else ""),
     ]
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "BATCH_MAX_ROWS",
     "BATCH_MAX_DELAY_MS",
     "RUN_ID",
+    "REPLAY",
 ]
 
 _log = logging.getLogger(__name__)
@@ -129,3 +130,6 @@ BATCH_MAX_ROWS = Setting(
 BATCH_MAX_DELAY_MS = Setting(
     "TRACETAPE_BATCH_MAX_DELAY_MS", 0, int,
     "How long the writer lingers for more rows before an INSERT (0: commit what is queued at once).")
+
+REPLAY = Setting("TRACETAPE_REPLAY", "", str,
+                 "Tape file (or run id) this process replays from instrument() on; set by `tracetape replay`.")

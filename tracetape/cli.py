@@ -13,24 +13,19 @@ __all__ = ["main"]
 
 
 def _collector(args: argparse.Namespace) -> int:
-    from tracetape.collector.server import Collector, CollectorConfig, parse_tokens
+    from tracetape.collector import settings
+    from tracetape.collector.logs import configure_logging
+    from tracetape.collector.server import run
 
-    cfg = CollectorConfig()
-    if args.store:
-        cfg.store = args.store
-    if args.data_dir:
-        cfg.data_dir = args.data_dir
-    if args.grpc_listen:
-        cfg.grpc_listen = args.grpc_listen
-    if args.sql_listen is not None:
-        cfg.sql_listen = args.sql_listen or None
-    if args.tokens is not None:
-        cfg.tokens = parse_tokens(args.tokens)
-    collector = Collector(cfg).start()
-    print(f"tracetape collector: OTLP/gRPC {collector.grpc_endpoint}  store {collector.address}"
-          + (f"  SQL {collector.sql_url}" if collector.sql_url else ""), flush=True)
-    collector.serve_forever()
-    return 0
+    cfg = settings.load(args)
+    configure_logging(cfg.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    return run(cfg)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tracetape.instrumentation.launcher import run_command
+
+    return run_command(args)
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -76,11 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     collector = commands.add_parser("collector", aliases=["serve"], help="run the OTLP collector")
-    collector.add_argument("--store", help="ClickHouse URL (http(s)://user:password@host:port) or chDB directory")
-    collector.add_argument("--data-dir", help="directory of the embedded store and collector state")
-    collector.add_argument("--grpc-listen", help="host:port for OTLP/gRPC and BlobService (default 127.0.0.1:4317)")
-    collector.add_argument("--sql-listen", help="host:port of the read-only SQL endpoint; empty to disable")
-    collector.add_argument("--tokens", help="TOKEN=PROJECT,... bearer tokens (default TRACETAPE_TOKENS)")
+    from tracetape.collector import settings
+
+    settings.add_arguments(collector)
     collector.set_defaults(handler=_collector)
 
     runs = commands.add_parser("runs", help="list recorded runs")
@@ -97,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--step", type=int, help="one step in full, payloads included")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(handler=_show)
+
+    from tracetape.instrumentation.launcher import add_arguments
+    from tracetape.replay.commands import register
+
+    launcher = commands.add_parser("run", help="run a command with every Python process it starts recorded")
+    add_arguments(launcher)
+    launcher.set_defaults(handler=_run)
+    register(commands, _store_options)
 
     demo = commands.add_parser("demo", help="record a bundled agent against a mock model, store it, read it back")
     demo.add_argument("--data-dir", help="where to keep the demo store (default: a temporary directory)")

@@ -194,3 +194,58 @@ def test_stop_cuts_pooled_connections() -> None:
 def test_weather_script_parses_city(text: str, city: str) -> None:
     decision = weather_script({"messages": [{"role": "user", "content": text}]})
     assert decision["tool_calls"] == [{"name": "get_weather", "arguments": {"city": city}}]
+
+
+RESPONSE_TOOLS = [{"type": "function", "name": "get_weather", "description": "Current weather for a city.",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def test_responses_api_tool_loop(mock: MockOpenAI) -> None:
+    with client_for(mock) as client:
+        first = client.responses.create(model=MODEL, input="What's the weather in Lisbon?", tools=RESPONSE_TOOLS,
+                                        reasoning={"effort": "low"}, instructions="Use the tools.")
+        reasoning, call = first.output
+        assert reasoning.type == "reasoning" and call.type == "function_call"
+        assert (call.name, json.loads(call.arguments), call.call_id) == ("get_weather", {"city": "Lisbon"}, "call_1")
+        final = client.responses.create(model=MODEL, tools=RESPONSE_TOOLS, input=[
+            {"role": "user", "content": "What's the weather in Lisbon?"}, call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": TOOL_RESULT}])
+    assert final.output_text == f"The weather in Lisbon: {TOOL_RESULT}" and final.status == "completed"
+    assert final.usage is not None and final.usage.total_tokens > 0
+    assert mock.call_count == 2 and mock.requests[0].path == "/v1/responses"
+    assert mock.requests[0].json["instructions"] == "Use the tools."
+
+
+def test_responses_stream_builds_the_same_response(mock: MockOpenAI) -> None:
+    with client_for(mock) as client:
+        plain = client.responses.create(model=MODEL, input="hello")
+        with client.responses.stream(model=MODEL, input="hello") as stream:
+            types = [event.type for event in stream]
+            streamed = stream.get_final_response()
+        calls = [e.type for e in client.responses.create(model=MODEL, input="weather in Rome?", tools=RESPONSE_TOOLS,
+                                                          stream=True)]
+    assert streamed.output_text == plain.output_text == "I can only help with the weather."
+    assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+    assert types.count("response.output_text.delta") == 7
+    assert "response.function_call_arguments.delta" in calls and calls[-1] == "response.completed"
+
+
+def test_azure_deployment_paths_are_served(mock: MockOpenAI) -> None:
+    with openai.AzureOpenAI(azure_endpoint=mock.base_url.removesuffix("/v1"), api_key="k", api_version="2024-06-01",
+                            max_retries=0) as client:
+        reply = client.chat.completions.create(model="deployment-a", messages=[QUESTION])
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert mock.requests[0].path == "/openai/deployments/deployment-a/chat/completions?api-version=2024-06-01"
+    assert mock.call_count == 1
+
+
+def test_stream_cut_off_mid_way() -> None:
+    def cut(request: dict) -> dict:
+        return weather_script(request) | {"abort_after": 2}
+
+    with MockOpenAI(cut) as mock, client_for(mock) as client:
+        got = []
+        with pytest.raises(openai.APIConnectionError):
+            for chunk in client.chat.completions.create(model=MODEL, messages=[QUESTION], stream=True):
+                got.append(chunk)
+    assert len(got) == 2

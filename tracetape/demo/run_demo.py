@@ -45,7 +45,8 @@ def start_collector(data_dir: str, *extra: str, env: dict[str, str] | None = Non
     """A collector process on ephemeral loopback ports over an embedded store in *data_dir*."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tracetape", "collector", "--data-dir", data_dir,
-         "--grpc-listen", "127.0.0.1:0", "--sql-listen", "127.0.0.1:0", *extra],
+         "--grpc-listen", "127.0.0.1:0", "--sql-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+         *extra],
         env=env, stdout=subprocess.DEVNULL)
     try:
         return process, wait_for_state(data_dir, process)

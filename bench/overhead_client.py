@@ -1,0 +1,224 @@
+"""One variant of bench/overhead.py, in a process of its own: the same calls bare, then instrumented.
+
+Usage: ``overhead_client.py VARIANT BASE_URL [--collector HOST:PORT] [--calls N] [--rounds R]``
+(``--collector``: where tracetape uploads payloads, a collector or bench/overhead_sink.py).
+with VARIANT one of ``tracetape``, ``openllmetry``, ``openinference``, ``otel-genai``.
+
+Spans go to a BatchSpanProcessor with an exporter that drops them, so what is
+measured is the instrumentation's own work. tracetape also does its real
+payload work: redacting, hashing and queueing every blob, uploaded by its
+worker thread to the BlobService at ``--collector``. Prints one
+JSON line: per scenario, the median time per call bare and instrumented (µs),
+by the wall clock and by the calling thread's CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any, Callable
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+MESSAGES = [{"role": "system", "content": "You are a careful travel assistant. Use the tools when they help."}] + [
+    {"role": "user" if i % 2 == 0 else "assistant",
+     "content": f"Turn {i}: " + "a sentence about the trip that gives the model some context to work with. " * 3}
+    for i in range(13)]
+TOOLS = [{"type": "function", "function": {
+    "name": f"tool_{name}", "description": f"Look up {name} for a city and a date range.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"},
+        "start": {"type": "string", "description": "ISO date"},
+        "days": {"type": "integer", "minimum": 1}}, "required": ["city"]}}}
+    for name in ("weather", "hotels", "flights", "events", "restaurants")]
+
+
+_SETTLE_S = 0.3
+
+
+class DropExporter(SpanExporter):
+    """Accepts every span and keeps none: export cost out of the picture."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class Variant:
+    """Turns one instrumentation on and off between measuring rounds, so drift hits bare and instrumented alike.
+
+    Toggled by instrument()/uninstrument(), except OpenLLMetry, whose
+    uninstrument() leaves wrappers behind: it is switched off with OTel's
+    suppress-instrumentation context instead, which it checks first thing
+    (so its "bare" still pays its wrapper's entry, in its favor).
+    """
+
+    def __init__(self, name: str, provider: TracerProvider, collector: str) -> None:
+        self.name = name
+        self._suppress: Any = None
+        if name == "tracetape":
+            import tracetape
+
+            active = tracetape.instrument(endpoint=f"http://{collector}")
+            otlp = active.switch.delegates[1]
+            active.switch.delegates = (active.switch.delegates[0], BatchSpanProcessor(DropExporter()))
+            otlp.shutdown()
+            self._tracetape = active
+            self.instrumentors = [type(i).__module__ for i in active.instrumentors]
+            self._run: Any = None
+            self.off()
+            return
+        if name == "openllmetry":
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        elif name == "openinference":
+            from openinference.instrumentation.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+        elif name == "otel-genai":
+            from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+        else:
+            raise SystemExit(f"unknown variant {name!r}")
+        self._instrumentor = OpenAIInstrumentor()
+        self._provider = provider
+        self.instrumentors = [OpenAIInstrumentor.__module__]
+        if name == "openllmetry":
+            self._instrumentor.instrument(tracer_provider=provider)
+        self.off()
+
+    def on(self) -> None:
+        if self.name == "tracetape":
+            import tracetape
+
+            self._tracetape.patches.apply()
+            for instrumentor in self._tracetape.instrumentors:
+                instrumentor.instrument(tracer_provider=self._tracetape.provider)
+            self._run = tracetape.run(agent="overhead-bench")
+            self._run.__enter__()
+        elif self.name == "openllmetry":
+            self._suppress.__exit__(None, None, None)
+        else:
+            self._instrumentor.instrument(tracer_provider=self._provider)
+
+    def close(self) -> None:
+        """Undo the variant for good (tracetape: its instrumentation flushes and shuts down)."""
+        if self.name == "tracetape":
+            import tracetape
+
+            self._tracetape.patches.apply()
+            for instrumentor in self._tracetape.instrumentors:
+                instrumentor.instrument(tracer_provider=self._tracetape.provider)
+            tracetape.uninstrument()
+        elif self.name == "openllmetry":
+            self._suppress.__exit__(None, None, None)
+
+    def off(self) -> None:
+        if self.name == "tracetape":
+            import tracetape
+
+            if self._run is not None:
+                self._run.__exit__(None, None, None)
+            # Let the payloads of this round reach the collector, and the collector store them, before
+            # the next bare round: otherwise that work lands on the bare round and flatters tracetape.
+            tracetape.flush()
+            time.sleep(_SETTLE_S)
+            for instrumentor in self._tracetape.instrumentors:
+                instrumentor.uninstrument()
+            self._tracetape.patches.undo()
+        elif self.name == "openllmetry":
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            self._suppress = suppress_instrumentation()
+            self._suppress.__enter__()
+        else:
+            self._instrumentor.uninstrument()
+
+
+def _timed(call: Callable[[], Any], count: int) -> tuple[float, float]:
+    """Median µs per call over *count* calls: wall clock, and CPU time of the calling thread.
+
+    The CPU time is what the instrumentation costs the application's thread,
+    and it holds still on a busy machine where the wall clock does not.
+    """
+    walls, cpus = [], []
+    for _ in range(count):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        call()
+        cpus.append(time.thread_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6
+
+
+def _scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], Any]]:
+    def plain() -> None:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=TOOLS)
+
+    async def plain_async() -> None:
+        await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=TOOLS)
+
+    def streamed() -> None:
+        for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=TOOLS, stream=True,
+                                                stream_options={"include_usage": True}):
+            pass
+
+    return {"chat": plain, "async": lambda: loop.run_until_complete(plain_async()), "stream": streamed}
+
+
+def _measure(scenarios: dict[str, Callable[[], Any]], variant: Variant, calls: int,
+             rounds: int) -> dict[str, dict[str, float]]:
+    """Medians over *rounds* alternating rounds: {"bare"|"instrumented"|"added"[+"_cpu"]: {scenario: µs}}."""
+    for run in scenarios.values():
+        _timed(run, max(10, calls // 5))  # warm up: connections, caches, lazy imports
+    series: dict[str, dict[str, list[float]]] = {
+        key: {name: [] for name in scenarios} for key in ("bare", "instrumented", "bare_cpu", "instrumented_cpu")}
+    for _ in range(rounds):
+        for name, run in scenarios.items():
+            wall, cpu = _timed(run, calls)
+            series["bare"][name].append(wall)
+            series["bare_cpu"][name].append(cpu)
+        variant.on()
+        for name, run in scenarios.items():
+            _timed(run, 3)  # the first calls after switching pay one-off costs
+            wall, cpu = _timed(run, calls)
+            series["instrumented"][name].append(wall)
+            series["instrumented_cpu"][name].append(cpu)
+        variant.off()
+    medians = {key: {name: statistics.median(v) for name, v in values.items()} for key, values in series.items()}
+    # Added time: per round, instrumented minus the bare block just before it, so slow drift of a
+    # shared machine cancels out; then the median over rounds.
+    for suffix in ("", "_cpu"):
+        medians["added" + suffix] = {
+            name: statistics.median(i - b for i, b in zip(series["instrumented" + suffix][name],
+                                                        series["bare" + suffix][name]))
+            for name in scenarios}
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant")
+    parser.add_argument("base_url")
+    parser.add_argument("--collector", default="")
+    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    trace.set_tracer_provider(provider)
+    import openai
+
+    loop = asyncio.new_event_loop()
+    with openai.OpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0) as client:
+        aclient = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0)
+        variant = Variant(args.variant, provider, args.collector)
+        medians = _measure(_scenarios(client, aclient, loop), variant, args.calls, args.rounds)
+        loop.run_until_complete(aclient.close())
+    loop.close()
+    variant.close()
+    print(json.dumps({"variant": args.variant, "instrumentors": variant.instrumentors, **medians}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The spool: a write-ahead log of everything the collector has acknowledged.
+
+An export is acknowledged once its spans are on disk here (``fsync``'d, and
+the directory too when a segment file is created) or already in ClickHouse;
+an inserter then loads whole segments into the store and deletes them. A
+crash, a kill -9 or a store outage therefore loses nothing acknowledged: the
+segments are simply loaded after the restart or once the store is back.
+Loading a segment twice (a crash between the INSERT and the delete) is
+harmless because every insert is idempotent.
+
+Record framing is length + CRC, expressed as protobuf so that ClickHouse can
+read a segment file directly: each record is two varint-length-delimited
+messages, a header ``{13: span count, 14: length, 15: fixed32 crc32}`` and the
+record itself. A span record is an ``Envelope`` (``otlp_sql.PROTO_SCHEMA``); a
+header, or a blob record (fields numbered 100 and up), is a message with no
+spans to ClickHouse, so ``INSERT … SELECT FROM file(segment, Protobuf)``
+stores exactly the spans. :meth:`Spool.scan` checks every CRC first and cuts
+a torn tail (a record that was being written when the process died, which was
+never acknowledged).
+
+Appends go to one of ``lanes`` active segments (the emptier one), so that
+under load several segments fill at once for concurrent INSERTs; a segment
+is sealed at ``segment_bytes``, which bounds what one INSERT holds in memory. The spool is
+bounded: beyond ``max_bytes`` an append raises :class:`SpoolFull`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tracetape.schemas.errors import StoreUnavailable
+
+from .metrics import METRICS
+
+__all__ = ["Spool", "SpoolFull", "Scan", "varint", "read_varint"]
+
+_log = logging.getLogger(__name__)
+_SUFFIX = ".seg"
+_CRC = struct.Struct("<I")
+
+
+class SpoolFull(StoreUnavailable):
+    """The spool holds ``max_bytes`` already; nothing more is accepted until it drains."""
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_varint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
+    """(value, offset after it); raises IndexError past the end, ValueError on an overlong varint."""
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, offset
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _frame(record: bytes, spans: int) -> bytes:
+    header = b"\x68" + varint(spans) + b"\x70" + varint(len(record)) + b"\x7d" + _CRC.pack(zlib.crc32(record))
+    return varint(len(header)) + header + varint(len(record)) + record
+
+
+def _parse_header(header: bytes) -> tuple[int, int, int]:
+    """(spans, length, crc) of a record header."""
+    spans, offset = (0, 0) if header[:1] != b"\x68" else read_varint(header, 1)
+    if header[offset:offset + 1] != b"\x70":
+        raise ValueError("not a record header")
+    length, offset = read_varint(header, offset + 1)
+    if header[offset:offset + 1] != b"\x7d" or len(header) != offset + 5:
+        raise ValueError("not a record header")
+    return spans, length, _CRC.unpack_from(header, offset + 1)[0]
+
+
+@dataclass
+class Scan:
+    """What a segment holds, after its CRCs were checked."""
+
+    spans: int = 0
+    span_records: int = 0
+    blobs: list[bytes] = field(default_factory=list)  # the non-span records, to insert row-wise
+
+
+class Spool:
+    """Write-ahead segments in *directory*: at most *max_bytes* in all, appended across *lanes* files."""
+
+    def __init__(self, directory: str, max_bytes: int, lanes: int = 2, segment_bytes: int = 16 << 20) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        os.makedirs(directory, exist_ok=True)
+        self._lock = threading.Lock()
+        names = sorted(n for n in os.listdir(directory) if n.endswith(_SUFFIX))
+        self._sealed = list(names)  # left by an earlier process: loaded first
+        self._bytes = sum(os.path.getsize(self.path(n)) for n in names)
+        self._next = int(names[-1][:-len(_SUFFIX)]) + 1 if names else 1
+        self._lanes: list[tuple[str, int, int] | None] = [None] * max(1, lanes)  # (name, fd, bytes)
+        self._spans: dict[str, int] = {}  # spans appended per segment by this process
+        METRICS.spool_bytes.set(self._bytes)
+
+    def path(self, segment: str) -> str:
+        return os.path.join(self.directory, segment)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes on disk that the store has not taken yet."""
+        return self._bytes
+
+    def append(self, records: list[tuple[bytes, int]], written: Callable[[str], None] | None = None) -> str:
+        """Durably append ``(record, span count)`` pairs; returns the segment they went to.
+
+        *written* is called with that segment's name before anyone can seal it.
+        """
+        frames = b"".join(_frame(record, spans) for record, spans in records)
+        with self._lock:
+            if self._bytes + len(frames) > self.max_bytes:
+                raise SpoolFull(f"the local spool is full ({self._bytes} of {self.max_bytes} bytes) because the "
+                                "store is not taking writes; retry later")
+            index = min(range(len(self._lanes)), key=lambda i: self._lanes[i][2] if self._lanes[i] else 0)
+            lane = self._lanes[index]
+            if lane is not None and lane[2] + len(frames) > self.segment_bytes:
+                os.close(lane[1])  # full: sealed, so an INSERT can take it while appends go on
+                self._sealed.append(lane[0])
+                lane = None
+            created = lane is None
+            if lane is None:
+                name = f"{self._next:012d}{_SUFFIX}"
+                self._next += 1
+                lane = (name, os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), 0)
+            name, fd, size = lane
+            self._lanes[index] = lane
+            try:
+                view = memoryview(frames)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+                if created:
+                    self._sync_directory()
+            except OSError:
+                os.ftruncate(fd, size)  # no torn record ahead of the next append (disk full, I/O error)
+                raise
+            self._lanes[index] = (name, fd, size + len(frames))
+            self._spans[name] = self._spans.get(name, 0) + sum(spans for _, spans in records)
+            self._bytes += len(frames)
+            METRICS.spool_bytes.set(self._bytes)
+            if written is not None:
+                written(name)
+            return name
+
+    def seal(self) -> list[str]:
+        """Close the active segments; returns every sealed segment, oldest first."""
+        with self._lock:
+            for index, lane in enumerate(self._lanes):
+                if lane is not None:
+                    os.close(lane[1])
+                    self._sealed.append(lane[0])
+                    self._lanes[index] = None
+            self._sealed.sort()
+            return list(self._sealed)
+
+    def _records(self, segment: str) -> tuple[list[tuple[int, bytes]], int, int]:
+        """([(span count, record)], bytes that parse, file size), stopping at a torn or corrupt frame."""
+        with open(self.path(segment), "rb") as fh:
+            data = fh.read()
+        records, offset = [], 0
+        while offset < len(data):
+            try:
+                size, start = read_varint(data, offset)
+                spans, length, crc = _parse_header(data[start:start + size])
+                record_size, record_start = read_varint(data, start + size)
+                record = data[record_start:record_start + record_size]
+                if record_size != length or len(record) != length or zlib.crc32(record) != crc:
+                    raise ValueError("length or CRC mismatch")
+            except (IndexError, ValueError) as exc:
+                _log.warning("spool segment %s: %d bytes after the last good record are torn or corrupt (%s); "
+                             "they were never acknowledged", segment, len(data) - offset, exc)
+                break
+            records.append((spans, record))
+            offset = record_start + record_size
+        return records, offset, len(data)
+
+    def spans(self, segment: str) -> int:
+        """Spans this process appended to *segment* (0 for one left by an earlier process)."""
+        return self._spans.get(segment, 0)
+
+    def sealed(self) -> list[str]:
+        """The sealed segments, oldest first (without sealing the active ones)."""
+        with self._lock:
+            return list(self._sealed)
+
+    def scan(self, segment: str) -> Scan:
+        """Check every record's CRC; a torn or corrupt tail is cut off the file (it was never acknowledged)."""
+        records, good, size = self._records(segment)
+        if good != size:
+            with self._lock:
+                os.truncate(self.path(segment), good)
+                self._bytes -= size - good
+        result = Scan()
+        for spans, record in records:
+            if record[:1] == b"\x0a":
+                result.spans += spans
+                result.span_records += 1
+            else:
+                result.blobs.append(record)
+        return result
+
+    def span_records(self, segment: str) -> list[bytes]:
+        """The span records (``Envelope`` messages) of a segment."""
+        return [record for _, record in self._records(segment)[0] if record[:1] == b"\x0a"]
+
+    def remove(self, segment: str) -> None:
+        """Forget a sealed segment whose records are all in the store."""
+        with self._lock:
+            size = os.path.getsize(self.path(segment))
+            os.remove(self.path(segment))
+            self._sync_directory()
+            self._sealed.remove(segment)
+            self._spans.pop(segment, None)
+            self._bytes -= size
+            METRICS.spool_bytes.set(self._bytes)
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.seal()

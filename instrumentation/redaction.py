@@ -1,0 +1,162 @@
+"""Redaction at capture: secrets are removed before anything leaves the process.
+
+Every payload goes through :func:`redact` in ``_payload.attach`` and every
+preview attribute through :func:`redact_text` in ``_payload.preview``, before
+hashing, so neither the bytes, nor their hash, nor a preview of a secret ever
+reach the collector. What is always removed: API keys and bearer tokens by
+shape (``sk-...``, ``Bearer ...``, AWS and GitHub keys), values of
+credential-named fields (``"api_key": ...``, ``password=...``,
+``Authorization: ...``). Users add regexes and hooks for their own PII with
+``tracetape.instrument(redact=[...])``, which calls :func:`configure`.
+
+A pattern with a group named ``secret`` has only that group replaced (so the
+field name stays readable); otherwise the whole match is. A hook is a callable
+``(role, data) -> data`` given the payload role (``request``, ``response``,
+``before``, ``preview``, ...). A hook that raises fails closed: the payload is
+replaced by a marker rather than recorded unredacted.
+
+Default patterns run only when one of their literal markers occurs in the
+data: a substring search is far cheaper than a regex scan over a large
+payload, and most payloads contain none of them.
+
+Redacted bytes are what is recorded, hashed and served back during replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Callable, Iterable, Pattern
+
+__all__ = ["REDACTED", "MORE_KEY_PATTERNS", "configure", "redact", "redact_text", "secret_name"]
+
+_log = logging.getLogger(__name__)
+
+REDACTED = "[REDACTED]"
+_FAILED = b"[REDACTION FAILED]"
+
+Hook = Callable[[str, bytes], bytes]
+
+# (literal markers, regex). A rule's regex runs only if one of its markers occurs in the data;
+# quotes may come escaped (``\"``): payloads often hold JSON inside JSON (a tool result in a request).
+# each marker costs one substring search over every payload, so there are few and they are
+# specific. Markers are case-sensitive: case-insensitive rules list the spellings met in practice.
+_DEFAULTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("sk-",), r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_\-]{16,}"),
+    (("earer",), r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=\-]{8,})"),
+    (("uthoriz",),
+     r"(?i)(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?P<secret>[^\"'\r\n]{4,})"),
+    (("AKIA",), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    (("ghp_", "github_pat_"), r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,})"),
+    (("pi_key", "pi-key", "piKey", "PI_KEY", "assword", "ecret"),
+     r"(?i)(?:api[_-]?key|secret|password)(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?(?P<secret>[^\"'\\\s,;&}]{4,})"),
+)
+# Further vendor key shapes, off by default (each marker is a scan of every payload):
+# ``tracetape.instrument(redact=[*redaction.MORE_KEY_PATTERNS, ...])``.
+MORE_KEY_PATTERNS: tuple[str, ...] = (
+    r"\bAIza[0-9A-Za-z_\-]{35}",  # Google API keys
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
+    r"\bsk_live_[0-9A-Za-z]{16,}",  # Stripe secret keys
+    r"\brk_live_[0-9A-Za-z]{16,}",  # Stripe restricted keys
+    r"\bhf_[A-Za-z]{30,}",  # Hugging Face tokens
+)
+_LITERAL_START = re.compile(r"^(?:\\b)?([A-Za-z0-9_\-]{2,})(.?)")
+_SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|credential|auth|private|session|cookie|signature)")
+
+
+def _literal_prefix(pattern: str | Pattern[str]) -> tuple[str, ...]:
+    """The literal text every match of a user's pattern starts with, as its marker (none if unsure)."""
+    if isinstance(pattern, re.Pattern):
+        if pattern.flags & re.IGNORECASE:
+            return ()
+        pattern = pattern.pattern
+    found = _LITERAL_START.match(pattern)
+    if found is None or "|" in pattern:  # an alternative may start differently
+        return ()
+    literal = found.group(1)
+    if found.group(2) in ("*", "?", "{", "+"):  # the last character is quantified: not always there
+        literal = literal[:-1]
+    return (literal,) if len(literal) >= 2 else ()
+
+
+class _Rule:
+    """One pattern, compiled for text (previews) and bytes (payloads)."""
+
+    __slots__ = ("text", "binary", "markers", "binary_markers", "grouped")
+    # Markers are searched with compiled literal patterns: faster than ``in`` for short needles.
+
+    def __init__(self, pattern: str | Pattern[str], markers: tuple[str, ...] = ()) -> None:
+        source = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        flags = pattern.flags if isinstance(pattern, re.Pattern) else 0
+        self.text = re.compile(source, flags)
+        self.binary = re.compile(source.encode("utf-8"), flags & ~re.UNICODE)
+        self.markers = tuple(re.compile(re.escape(m)).search for m in markers)
+        self.binary_markers = tuple(re.compile(re.escape(m.encode("utf-8"))).search for m in markers)
+        self.grouped = "secret" in self.text.groupindex
+
+    def apply_text(self, text: str) -> str:
+        if self.markers and not any(found(text) for found in self.markers):
+            return text
+        return self.text.sub(self._replace_text if self.grouped else REDACTED, text)
+
+    def apply_bytes(self, data: bytes) -> bytes:
+        if self.binary_markers and not any(found(data) for found in self.binary_markers):
+            return data
+        return self.binary.sub(self._replace_bytes if self.grouped else REDACTED.encode(), data)
+
+    @staticmethod
+    def _replace_text(match: re.Match[str]) -> str:
+        start, end = match.span("secret")
+        whole = match.group(0)
+        return whole[: start - match.start()] + REDACTED + whole[end - match.start():]
+
+    @staticmethod
+    def _replace_bytes(match: re.Match[bytes]) -> bytes:
+        start, end = match.span("secret")
+        whole = match.group(0)
+        return whole[: start - match.start()] + REDACTED.encode() + whole[end - match.start():]
+
+
+_defaults = tuple(_Rule(pattern, markers) for markers, pattern in _DEFAULTS)
+_rules: tuple[_Rule, ...] = _defaults
+_hooks: tuple[Hook, ...] = ()
+
+
+def configure(patterns: Iterable[str | Pattern[str]] = (), hooks: Iterable[Hook] = ()) -> None:
+    """Set the user's redaction rules (they replace earlier ones; the built-in ones always apply).
+
+    *patterns*: regexes (``str`` or compiled ``str`` patterns) whose matches
+    are replaced by ``[REDACTED]`` (only group ``secret`` if the pattern has
+    one). *hooks*: callables ``(role, data: bytes) -> bytes``.
+    """
+    global _rules, _hooks
+    user = tuple(_Rule(p, _literal_prefix(p)) for p in patterns)
+    _rules = _defaults + user
+    _hooks = tuple(hooks)
+
+
+def redact(role: str, data: bytes) -> bytes:
+    """*data* with every secret the rules know removed; what gets recorded as payload *role*."""
+    for rule in _rules:
+        data = rule.apply_bytes(data)
+    for hook in _hooks:
+        try:
+            data = bytes(hook(role, data))
+        except Exception as exc:  # noqa: BLE001 - a broken hook must not leak the payload nor break the host
+            _log.warning("tracetape redaction hook %r failed (%r); payload %r withheld", hook, exc, role)
+            return _FAILED
+    return data
+
+
+def redact_text(text: str, role: str = "preview") -> str:
+    """The text form of :func:`redact`, for previews and other attributes."""
+    if _hooks:
+        return redact(role, text.encode("utf-8", "surrogatepass")).decode("utf-8", "replace")
+    for rule in _rules:
+        text = rule.apply_text(text)
+    return text
+
+
+def secret_name(name: str) -> bool:
+    """Whether a header or variable *name* suggests its value is a credential."""
+    return _SECRET_NAME.search(name) is not None

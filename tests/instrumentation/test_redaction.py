@@ -1,0 +1,107 @@
+"""Redaction at capture: secrets and personal data never reach the store, whichever way they travel."""
+
+from __future__ import annotations
+
+import clickhouse_connect
+import pytest
+
+from determinism_helpers import AGENTS, collector, shared_collector  # noqa: F401 - fixtures
+from tracetape.instrumentation import redaction
+from tracetape.instrumentation._payload import preview, redact_headers
+
+AGENT = AGENTS / "determinism_privacy.py"
+SECRETS = (
+    "sk-test-secret-key-123",  # the API key, sent in the Authorization header
+    "sk-live-0123456789abcdefSECRET",  # pasted into the prompt
+    "zzz-tool-secret-material-42",  # in a tool's result (and so in the next request)
+    "tok_filesecret_abcdef123456",  # in a file the agent reads
+    "sk-filekey0123456789abcdef",
+    "hunter2-secret-pass",  # in the agent's memory
+    "sk-argv0123456789abcdefgh",  # on the command line
+    "alice@example.com",  # personal data: a user hook
+    "123-45-6789",  # personal data: a user regex
+)
+
+
+@pytest.fixture
+def user_rules():
+    redaction.configure(patterns=[r"\b\d{3}-\d{2}-\d{4}\b"],
+                        hooks=[lambda role, data: data.replace(b"alice@example.com", b"[EMAIL]")])
+    yield
+    redaction.configure()
+
+
+def test_built_in_rules_remove_keys_and_tokens_but_keep_the_text_readable():
+    text = ('Authorization: Bearer abc.def.ghijklmnop\n{"api_key": "k-12345678", "model": "gpt-4o", "max_tokens": 9}'
+            "\nkey sk-proj-ABCDEFGHIJKLMNOPQRSTUV and AKIAABCDEFGHIJKLMNOP; password=hunter22&user=bob")
+    assert redaction.redact_text(text) == (
+        'Authorization: [REDACTED]\n{"api_key": "[REDACTED]", "model": "gpt-4o", "max_tokens": 9}'
+        "\nkey [REDACTED] and [REDACTED]; password=[REDACTED]&user=bob")
+    assert redaction.redact("request", text.encode()) == redaction.redact_text(text).encode()
+    harmless = 'a task-manager with "password": {"type": "string"} and basic tokens'
+    assert redaction.redact_text(harmless) == harmless
+
+
+def test_user_patterns_and_hooks_apply_to_payloads_and_previews(user_rules):
+    data = b"ssn 123-45-6789, mail alice@example.com"
+    assert redaction.redact("response", data) == b"ssn [REDACTED], mail [EMAIL]"
+    assert preview("ssn 123-45-6789, mail alice@example.com") == "ssn [REDACTED], mail [EMAIL]"
+
+
+def test_more_key_shapes_on_request():
+    text = "google AIza" + "B" * 35 + " and slack xoxb-1234567890-abcdef"
+    assert redaction.redact_text(text) == text  # not built in: each built-in shape scans every payload
+    redaction.configure(patterns=redaction.MORE_KEY_PATTERNS)
+    try:
+        assert redaction.redact_text(text) == "google [REDACTED] and slack [REDACTED]"
+    finally:
+        redaction.configure()
+
+
+def test_a_failing_hook_withholds_the_payload_instead_of_leaking_it():
+    def broken(role: str, data: bytes) -> bytes:
+        raise RuntimeError("bug in the user's hook")
+
+    redaction.configure(hooks=[broken])
+    try:
+        assert b"123-45-6789" not in redaction.redact("request", b"ssn 123-45-6789")
+    finally:
+        redaction.configure()
+
+
+def test_headers_lose_credentials_by_name_and_by_value():
+    headers = {"Authorization": "Bearer sk-abc", "X-Api-Key": "k", "X-Trace": "Bearer tok_0123456789abc",
+               "Content-Type": "application/json"}
+    assert redact_headers(headers) == {"authorization": "[REDACTED]", "x-api-key": "[REDACTED]",
+                                       "x-trace": "Bearer [REDACTED]", "content-type": "application/json"}
+
+
+def test_no_secret_reaches_any_table_of_the_store(tmp_path, collector, mock_openai, agent):
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "service.env").write_text(
+        "TOKEN_HEADER=Authorization: Bearer tok_filesecret_abcdef123456\nOPENAI_API_KEY=sk-filekey0123456789abcdef\n",
+        encoding="utf-8")
+    result = agent(AGENT, collector, "--root", str(root), "--api-key", "sk-argv0123456789abcdefgh", mock=mock_openai,
+                   extra_env={"TRACETAPE_FILE_ROOTS": str(root)})
+    assert result["answer"].startswith("The weather in Paris")
+    assert mock_openai.requests[0].headers["authorization"] == "Bearer sk-test-secret-key-123"
+    assert "sk-live-0123456789abcdefSECRET" in mock_openai.requests[0].body.decode()
+
+    port = int(collector.sql.rsplit(":", 1)[1])
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=port)
+    try:
+        tables = [row[0] for row in client.query(
+            "SELECT name FROM system.tables WHERE database = 'tracetape'").result_rows]
+        assert {"spans", "runs", "blobs", "blob_chunks"} <= set(tables)
+        recorded = client.command("SELECT count() FROM tracetape.spans WHERE run_id = {r:String}",
+                                  parameters={"r": result["run_id"]})
+        assert recorded >= 8  # run, environment, file read, memory, two model calls, tool call
+        for table in tables:
+            found = client.query(
+                "SELECT arrayFilter(s -> position(formatRow('TSV', *), s) > 0, {s:Array(String)}) AS hits "
+                f"FROM tracetape.{table} WHERE multiSearchAny(formatRow('TSV', *), {{s:Array(String)}})",
+                parameters={"s": list(SECRETS)}).result_rows
+            assert found == [], f"secrets found in table {table}: {found[:3]}"
+    finally:
+        client.close()
