@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -90,7 +91,7 @@ def test_autostart_directory_goes_first_on_pythonpath_once():
 def test_opentelemetry_instrument_records_through_the_tracetape_distro(collector, tmp_path):
     env = {**os.environ, **agent_env(tmp_path), "OTEL_EXPORTER_OTLP_ENDPOINT": collector.grpc,
            "OTEL_TRACES_EXPORTER": "otlp", "TRACETAPE_AGENT": "otel-agent", "TRACETAPE_TAGS": "a,b"}
-    done = subprocess.run([shutil.which("opentelemetry-instrument") or "opentelemetry-instrument", sys.executable,
+    done = subprocess.run([str(Path(sys.executable).with_name("opentelemetry-instrument")), sys.executable,
                            SCRIPT, "parent", "0"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     with replay.open_store(collector.sql) as store:
