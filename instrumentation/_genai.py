@@ -12,7 +12,7 @@ whatever thread collected it.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tracetape.schemas import attributes as A
 

@@ -17,7 +17,7 @@ built twice.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from typing import Any, Collection
 
 import wrapt
 

@@ -32,7 +32,7 @@ runs, :func:`._nesting.inside_model_call` is true and the HTTP-level patches
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from typing import Any, Collection
 
 import wrapt
 
