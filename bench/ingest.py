@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +49,29 @@ def _proc_status(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+class _PeakMemory:
+    """Samples the collector's resident memory while it runs: VmHWM gives the peak, not what made it up."""
+
+    def __init__(self, pid: int) -> None:
+        self.anon = self.file = 0
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):  # bounded by stop(), called when the load is done
+            try:
+                anon, file = _proc_status(self._pid, "RssAnon"), _proc_status(self._pid, "RssFile")
+            except OSError:
+                return
+            self.anon, self.file = max(self.anon, anon), max(self.file, file)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -94,6 +118,7 @@ def collector_run(spans: int, senders: int, work: Path) -> dict:
                                                database="tracetape")
         idle_rss = _proc_status(server.pid, "VmRSS")
         cpu_before = _cpu_seconds(server.pid)
+        memory = _PeakMemory(server.pid)
         started = time.perf_counter()
         result = _send(state["grpc"], spans, senders)
         stored = 0
@@ -104,6 +129,7 @@ def collector_run(spans: int, senders: int, work: Path) -> dict:
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
         cpu = _cpu_seconds(server.pid) - cpu_before
+        memory.stop()
         distinct = int(client.command("SELECT count() FROM spans FINAL"))
         runs = int(client.command("SELECT count() FROM runs FINAL"))
         client.close()
@@ -111,7 +137,8 @@ def collector_run(spans: int, senders: int, work: Path) -> dict:
     finally:
         _stop(server)
     return {"acked": result["acked"], "stored": stored, "distinct": distinct, "runs": runs, "seconds": elapsed,
-            "retries": result["retries"], "rss": rss, "idle_rss": idle_rss, "cpu": cpu, "store": str(data / "store")}
+            "retries": result["retries"], "rss": rss, "idle_rss": idle_rss,
+            "peak_anon": memory.anon, "peak_file": memory.file, "cpu": cpu, "store": str(data / "store")}
 
 
 def insert_select(store: str) -> float:
@@ -149,7 +176,9 @@ def main() -> int:
         print(f"collector: {run['acked']:,} spans acknowledged, {run['stored']:,} rows readable "
               f"({run['distinct']:,} distinct, {run['runs']:,} runs) in {run['seconds']:.1f}s "
               f"= {rate:,.0f} spans/s; {run['retries']} backoffs; collector CPU {run['cpu'] / run['acked'] * 1e6:.1f} "
-              f"µs/span; peak RSS {run['rss'] / 2**20:,.0f} MB (idle before the load: {run['idle_rss'] / 2**20:,.0f} MB)",
+              f"µs/span; peak RSS {run['rss'] / 2**20:,.0f} MB (idle before the load: {run['idle_rss'] / 2**20:,.0f} MB; "
+              f"sampled peaks: {run['peak_anon'] / 2**20:,.0f} MB anonymous, {run['peak_file'] / 2**20:,.0f} MB "
+              "mapped files, mostly chDB's code)",
               flush=True)
         engine = insert_select(run["store"])
         print(f"chDB INSERT … SELECT of the same rows: {engine:,.0f} rows/s", flush=True)

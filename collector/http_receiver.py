@@ -22,10 +22,7 @@ import base64
 import json
 import logging
 import math
-import socket
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +34,7 @@ from tracetape.schemas.errors import InvalidPayload, StoreOverloaded, StoreUnava
 
 from .convert import convert_request, screen_request
 from .health import Health
+from .http_listener import Handler, HttpListener
 from .metrics import METRICS
 from .receivers import Authenticator
 from .tls import ServerTls
@@ -67,23 +65,18 @@ class OtlpHttpServer:
     def __init__(self, writer: Any, auth: Authenticator, health: Health, *, host: str = "127.0.0.1",
                  port: int = 4318, max_body: int = 64 * 1024 * 1024, tls: ServerTls | None = None) -> None:
         self.writer, self.auth, self.health, self.max_body = writer, auth, health, max_body
-        self._httpd = _Httpd((host, port), _Handler)
-        self._httpd.receiver = self
-        if tls is not None:
-            tls.wrap(self._httpd)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="tracetape-otlp-http", daemon=True)
+        self._listener = HttpListener("otlp-http", host, port, _Handler, self, tls)
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._listener.port
 
     def start(self) -> None:
-        self._thread.start()
+        self._listener.start()
 
     def stop(self) -> None:
         """Stop accepting; requests in flight finish on their own threads."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._listener.stop()
 
     def export(self, content_type: str, body: bytes, project: str) -> bytes:
         """Screen and persist one export; returns the encoded response.
@@ -159,32 +152,12 @@ def _status_body(content_type: str, status: int, message: str) -> bytes:
     return _encode(content_type, status_pb2.Status(code=code, message=message))
 
 
-class _Httpd(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: OtlpHttpServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Resets, TLS handshake failures and timeouts are the client's business, not an incident.
-        _log.debug("otlp http: connection error from %s", client_address[0], exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: exporters reuse their connection
+class _Handler(Handler):
     timeout = _REQUEST_TIMEOUT_S  # bounds how long a slow client can hold a thread
-    server: _Httpd
     body_read = False
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes; without NODELAY, Nagle and the client's delayed ACK
-        # add ~40 ms to every keep-alive export.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.debug("otlp http: " + format, *args)
-
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        receiver = self.server.receiver
+        receiver: OtlpHttpServer = self.server.owner
         path = urlsplit(self.path).path
         if path == "/healthz":
             return self._send(200, b"ok\n", "text/plain; charset=utf-8")
@@ -207,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             if content_type not in (PROTOBUF, JSON):
                 raise _Reply(415, f"Content-Type must be {PROTOBUF} or {JSON}, got {content_type or 'none'!r}")
             body = self._body()
-            data = self.server.receiver.export(content_type, body, project)
+            data = self.server.owner.export(content_type, body, project)
         except _Reply as reply:
             if not self.body_read:
                 self._discard_body()
@@ -223,14 +196,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _project(self) -> str:
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        project = self.server.receiver.auth.project_for(token or None)
+        project = self.server.owner.auth.project_for(token or None)
         if project is None:
             raise _Reply(401, "unknown bearer token" if token else "missing bearer token (Authorization: Bearer …)",
                          {"WWW-Authenticate": 'Bearer realm="tracetape"'})
         return project
 
     def _body(self) -> bytes:
-        limit = self.server.receiver.max_body
+        limit = self.server.owner.max_body
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.body_read = True  # from here on, whatever happens, the body is consumed or the connection closed
             raw = self._read_chunked(limit)
@@ -286,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
             remaining = int(self.headers.get("Content-Length") or -1)
         except ValueError:
             remaining = -1
-        if not 0 <= remaining <= _DRAIN_FACTOR * self.server.receiver.max_body:
+        if not 0 <= remaining <= _DRAIN_FACTOR * self.server.owner.max_body:
             self.close_connection = True
             return
         while remaining > 0:  # bounded by Content-Length and by the socket timeout
@@ -299,12 +272,4 @@ class _Handler(BaseHTTPRequestHandler):
         return _Reply(413, f"request body exceeds the {limit}-byte limit (TRACETAPE_MAX_REQUEST_BYTES)")
 
     def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, data, {"Content-Type": content_type, **(headers or {})})

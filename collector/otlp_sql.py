@@ -1,18 +1,26 @@
-"""The engine side of OTLP conversion: ClickHouse parses export requests itself.
+"""The engine side of OTLP conversion: ClickHouse parses the spans itself.
 
 Profiling the collector showed where a span's time goes: a Python walk over
 every attribute costs ~20 µs per span before a single row is written, more
 than the whole budget at 40,000 spans/s. ClickHouse reads Protobuf natively
-and transforms columns in vectorized C++, so the collector hands it the raw
-``ExportTraceServiceRequest`` bytes, each wrapped in a small envelope that
-carries the project and the ingest sequence, and one ``INSERT … SELECT`` turns
-a whole batch of requests into ``spans`` rows. ``runs`` rows follow from a
+and transforms columns in vectorized C++, so the collector hands it the spans'
+wire bytes, each export request wrapped in an envelope that carries the
+project and the ingest sequence, and one ``INSERT … SELECT`` turns a whole
+batch of requests into ``spans`` rows. ``runs`` rows follow from a
 materialized view on ``spans`` (schemas/ddl/0002), so they cost no second parse.
 
-Measured on the 2-core machine (bench/ingest.py): ClickHouse spends ~8 µs per
-span parsing, ~15 µs converting and ~10 µs writing the part, plus ~0.1 s of
-planning per INSERT whatever its size, which is why the writer loads 32 MB of
-requests per INSERT. Three things kept the conversion that cheap:
+The envelope holds one ``Row`` (resource, span) per span, cut from the request
+by ``convert.envelope`` without decoding it, rather than the request itself:
+unnesting one repeated level instead of three (resource spans, scope spans,
+spans) measured ~4 µs per span cheaper here, for ~1 µs of slicing in Python.
+
+Measured on the 2-core machine (``perf`` of the collector under
+bench/ingest.py, and each stage timed alone on the benchmark's spool
+segments): ClickHouse spends ~6 µs per span parsing, ~10 µs converting and
+~7 µs writing the part (compact parts, schemas/ddl/0004; ~1 µs of it the
+``runs`` view), plus 75–100 ms of planning per INSERT whatever its size, which
+is why the writer loads 32 MB of requests per INSERT. What keeps the
+conversion that cheap:
 
 * Requests are described as *flat* columns (one per leaf field path, arrays of
   arrays for the repeated levels), never as nested ``Tuple`` types: lambdas
@@ -40,9 +48,8 @@ __all__ = ["PROTO_SCHEMA", "MESSAGE", "TYPED_ATTRIBUTES", "input_structure", "fo
 MESSAGE = "Envelope"
 PROTO_SCHEMA = """
 syntax = "proto3";
-message Envelope { string project = 1; uint64 ingest_seq = 2; bool span_project = 3; Request request = 4; }
-message Request { repeated ResourceSpans resource_spans = 1; }
-message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+message Envelope { string project = 1; uint64 ingest_seq = 2; bool span_project = 3; repeated Row rows = 5; }
+message Row { Resource resource = 1; Span span = 2; }
 message Resource { repeated KeyValue attributes = 1; }
 message ScopeSpans { repeated Span spans = 2; }
 message Span {
@@ -91,8 +98,7 @@ _LEAF = _VALUE[:5]
 _SPAN = (("trace_id", "String"), ("span_id", "String"), ("parent_span_id", "String"), ("name", "String"),
          ("kind", "Int32"), ("start_time_unix_nano", "UInt64"), ("end_time_unix_nano", "UInt64"),
          ("status_message", "String"), ("status_code", "Int32"))
-_RS = "request_resource_spans"
-_SPANS = f"{_RS}_scope_spans_spans"
+_SPANS = "rows_span"
 
 
 def _nest(depth: int, type_: str) -> str:
@@ -107,13 +113,13 @@ def _kv_columns(path: str, group: str, depth: int) -> list[tuple[str, str, str]]
     return cols
 
 
-_RESOURCE = _kv_columns(f"{_RS}_resource_attributes", "res", 2)
+_RESOURCE = _kv_columns("rows_resource_attributes", "res", 2)
 _PER_SPAN = (
-    [(f"{_SPANS}_{f}", f"span_{f}", _nest(3, t)) for f, t in _SPAN]
-    + _kv_columns(f"{_SPANS}_attributes", "attr", 4)
-    + [(f"{_SPANS}_events_time_unix_nano", "ev_time", _nest(4, "UInt64")),
-       (f"{_SPANS}_events_name", "ev_name", _nest(4, "String"))]
-    + _kv_columns(f"{_SPANS}_events_attributes", "evattr", 5)
+    [(f"{_SPANS}_{f}", f"span_{f}", _nest(1, t)) for f, t in _SPAN]
+    + _kv_columns(f"{_SPANS}_attributes", "attr", 2)
+    + [(f"{_SPANS}_events_time_unix_nano", "ev_time", _nest(2, "UInt64")),
+       (f"{_SPANS}_events_name", "ev_name", _nest(2, "String"))]
+    + _kv_columns(f"{_SPANS}_events_attributes", "evattr", 3)
 )
 
 
@@ -182,10 +188,7 @@ def _is_string(name: str) -> str:
 
 def select_spans(source: str) -> str:
     """``SELECT`` of ``spans`` rows (in table column order) from an envelope stream read by *source*."""
-    level1 = ", ".join(f"{name} AS l1_{sql}" for name, sql, _ in _PER_SPAN)
-    level1 += ", " + ", ".join(f"{name} AS {sql}" for name, sql, _ in _RESOURCE)
-    level2 = ", ".join(f"l1_{sql} AS l2_{sql}" for _, sql, _ in _PER_SPAN)
-    level3 = ", ".join(f"l2_{sql} AS {sql}" for _, sql, _ in _PER_SPAN)
+    rows = ", ".join(f"{name} AS {sql}" for name, sql, _ in _PER_SPAN + _RESOURCE)
     event_params = [f"q{c}" for _, c, _ in _VALUE] + [f"ql{c}" for _, c, _ in _LEAF]
     event_texts = (f"arrayMap(({', '.join(event_params)}) -> {_texts(event_params)}, "
                    f"{', '.join(_value_args('evattr'))})")
@@ -256,9 +259,7 @@ FROM (
       ev_time, ev_name, evattr_key,
       if(empty(ev_time), [], {event_texts}) AS ev_vals
     FROM {source}
-    ARRAY JOIN {level1}
-    ARRAY JOIN {level2}
-    ARRAY JOIN {level3}
+    ARRAY JOIN {rows}
   )
 )
 """
@@ -268,9 +269,10 @@ FROM (
 def insert_from_files(database: str, pattern: str, schema_file: str) -> str:
     """INSERT of the envelope files matching *pattern* (a chDB-local path or glob).
 
-    Single-threaded, with blocks of 8 requests: the collector runs one such INSERT per core, which
-    measured faster than one INSERT on every core, and blocks this small keep an INSERT's memory near
-    7x its input (the default block size held 14x).
+    Single-threaded: the collector runs one such INSERT per core, which measured faster than one
+    INSERT on every core. The engine holds ~2.7x the INSERT's input at its peak (64 MB for 21 MB of
+    envelopes, 112 MB for 42 MB: the rows of the whole INSERT are gathered into one part before it is
+    written), whatever the read block size (2 to 65,409 requests measured the same).
     """
     source = f"file({_quote(pattern)}, 'Protobuf', {_quote(input_structure())})"
     settings = {**format_settings(schema_file), "max_threads": "1", "max_insert_threads": "1", "max_block_size": "8"}

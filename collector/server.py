@@ -7,9 +7,10 @@ endpoint instead of trying (and failing) to open the directory themselves.
 
 A ClickHouse server may be down when the collector starts (compose and
 Kubernetes start things in any order). The collector then comes up anyway:
-its listeners answer, ``/readyz`` and gRPC health say NOT_SERVING, exports
-get the retryable ``UNAVAILABLE`` / 503, and a background loop keeps
-connecting (and migrating) until the server answers.
+its listeners answer, ``/readyz`` and gRPC health say NOT_SERVING with the
+reason, and exports are acknowledged once they are fsync'd to the spool, as
+during any outage; the writer keeps connecting (and migrating) with backoff
+until the server answers, then drains the spool.
 
 Run it with ``tracetape collector`` or ``python -m tracetape.collector.server``.
 """
@@ -24,7 +25,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 from tracetape.schemas.errors import StoreUnavailable, TracetapeError
 from tracetape.schemas.store import open_client
@@ -36,14 +37,12 @@ from .migrate import apply_migrations
 from .receivers import Authenticator, BlobReceiver, TraceReceiver, add_trace_service
 from .settings import CollectorConfig, parse_tokens
 from .tls import ServerTls, load_tls
-from .writer import ClickHouseWriter
+from .writer import ClickHouseWriter, WriterLimits
 
 __all__ = ["CollectorConfig", "Collector", "STATE_FILE", "parse_tokens", "run", "main"]
 
 _log = logging.getLogger("tracetape.collector.server")  # also when run as __main__
 STATE_FILE = "collector.json"
-_RECONNECT_MAX_S = 10.0
-T = TypeVar("T")
 
 
 def _split_hostport(value: str) -> tuple[str, int]:
@@ -56,66 +55,6 @@ def _url(scheme: str, listen: str, port: int) -> str:
     return f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
 
-class _StoreLink:
-    """The writer, once the store is connected; until then every use is a retryable StoreUnavailable.
-
-    Receivers hold this instead of the writer, so they can be serving before the store answers.
-    """
-
-    def __init__(self, connect: Callable[[], tuple[Any, ClickHouseWriter]]) -> None:
-        self._connect = connect
-        self._client: Any = None
-        self._writer: ClickHouseWriter | None = None
-        self._error = "not connected yet"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def connect_now(self) -> bool:
-        try:
-            self._client, self._writer = self._connect()
-        except StoreUnavailable as exc:
-            self._error = str(exc)
-            return False
-        return True
-
-    def connect_in_background(self) -> None:
-        self._thread = threading.Thread(target=self._retry, name="tracetape-store-connect", daemon=True)
-        self._thread.start()
-
-    def _retry(self) -> None:
-        delay = 0.5
-        while not self._stop.wait(delay):  # bounded by stop(): the collector's lifetime
-            if self.connect_now():
-                _log.info("store connected")
-                return
-            _log.warning("store still unreachable (%s); retrying in %.0fs", self._error, delay)
-            delay = min(delay * 2, _RECONNECT_MAX_S)
-
-    def _live(self) -> ClickHouseWriter:
-        writer = self._writer
-        if writer is None:
-            raise StoreUnavailable(f"store not reachable: {self._error}")
-        return writer
-
-    def consume(self, batch: Any) -> None:
-        self._live().consume(batch)
-
-    def write_blobs(self, project: str, blobs: list[Any]) -> None:
-        self._live().write_blobs(project, blobs)
-
-    def query(self, fn: Callable[[Any], T]) -> T:
-        return self._live().query(fn)
-
-    def close(self, timeout: float) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._writer is not None:
-            self._writer.close(timeout)
-        if self._client is not None:
-            self._client.close()
-
-
 class Collector:
     def __init__(self, cfg: CollectorConfig) -> None:
         self.config = cfg
@@ -125,29 +64,36 @@ class Collector:
         self._server: Any = None
         self._http: Any = None
         self._sql: Any = None
-        self._store: _StoreLink | None = None
+        self._writer: ClickHouseWriter | None = None
         self.grpc_port = 0
         self.http_port = 0
         self.sql_port = 0
         self._stopped = threading.Event()
 
-    def _open_writer(self) -> tuple[Any, ClickHouseWriter]:
-        cfg = self.config
+    def _connect(self) -> Any:
+        """A client on the store with the migrations applied; StoreUnavailable while a server does not answer."""
         try:
             client = open_client(self.address)
-            apply_migrations(client, cfg.database)
+            apply_migrations(client, self.config.database)
         except TracetapeError:
             raise
         except Exception as exc:  # noqa: BLE001 - the driver's connection errors, mapped at the boundary
             if self.address.kind == "chdb":
                 raise  # a local directory that cannot be opened will not heal by retrying
             raise StoreUnavailable(f"{self.address}: {exc}") from exc
-        return client, ClickHouseWriter.with_spool(client, cfg.database, cfg.data_dir, max_rows=cfg.max_rows,
-                                                   max_delay=cfg.max_delay_ms / 1000)
+        return client
+
+    def _open_writer(self) -> ClickHouseWriter:
+        """The writer, connected now if the store answers, else spooling and connecting in the background."""
+        cfg = self.config
+        limits = WriterLimits(max_rows=cfg.max_rows, max_delay=cfg.max_delay_ms / 1000,
+                              max_batch_bytes=cfg.batch_max_bytes, max_backlog_bytes=cfg.writer_backlog_bytes,
+                              spool_bytes=cfg.spool_max_bytes)
+        return ClickHouseWriter.with_spool(None, cfg.database, cfg.data_dir, limits=limits, connect=self._connect)
 
     def _probe(self) -> None:
-        assert self._store is not None
-        self._store.query(lambda client: client.command("SELECT 1"))
+        assert self._writer is not None
+        self._writer.query(lambda client: client.command("SELECT 1"))
 
     def start(self) -> "Collector":
         import grpc
@@ -157,18 +103,15 @@ class Collector:
 
         cfg = self.config
         self.tls = load_tls(cfg.tls_cert, cfg.tls_key)
-        self._store = _StoreLink(self._open_writer)
-        if not self._store.connect_now():
-            _log.warning("store %s unreachable at startup; serving as not ready until it answers", self.address)
-            self._store.connect_in_background()
+        self._writer = self._open_writer()
         auth = Authenticator(cfg.tokens)
         self.health = Health(self._probe)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="tracetape-grpc"),
             options=[("grpc.max_receive_message_length", cfg.max_request_bytes)],
         )
-        add_trace_service(self._server, TraceReceiver(self._store, auth))
-        blobs_pb2_grpc.add_BlobServiceServicer_to_server(BlobReceiver(self._store, auth, cfg.database),
+        add_trace_service(self._server, TraceReceiver(self._writer, auth))
+        blobs_pb2_grpc.add_BlobServiceServicer_to_server(BlobReceiver(self._writer, auth, cfg.database),
                                                          self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
         if self.tls is not None:
@@ -182,7 +125,7 @@ class Collector:
             from .http_receiver import OtlpHttpServer
 
             host, port = _split_hostport(cfg.http_listen)
-            self._http = OtlpHttpServer(self._store, auth, self.health, host=host, port=port,
+            self._http = OtlpHttpServer(self._writer, auth, self.health, host=host, port=port,
                                         max_body=cfg.max_request_bytes, tls=self.tls)
             self._http.start()
             self.http_port = self._http.port
@@ -241,8 +184,8 @@ class Collector:
             self._http.stop()
         if self._server is not None:
             self._server.stop(grace).wait(grace)
-        if self._store is not None:
-            self._store.close(grace)
+        if self._writer is not None:
+            self._writer.close(grace)
         if self._sql is not None:
             self._sql.stop()
         try:

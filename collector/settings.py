@@ -23,8 +23,7 @@ from tracetape.schemas.config import Setting
 from tracetape.schemas.errors import ConfigError
 from tracetape.schemas.store import StoreAddress, parse_store
 
-__all__ = ["CollectorConfig", "add_arguments", "load", "parse_tokens", "HTTP_LISTEN", "MAX_REQUEST_BYTES",
-           "TLS_CERT", "TLS_KEY", "LOG_FORMAT", "CONFIG_FILE", "FIELDS"]
+__all__ = ["CollectorConfig", "add_arguments", "load", "parse_tokens", "FIELDS"]
 
 
 def parse_tokens(spec: str) -> dict[str, str]:
@@ -36,35 +35,6 @@ def parse_tokens(spec: str) -> dict[str, str]:
             raise ValueError(f"token entries look like TOKEN=PROJECT, got {item[:4]}…")
         tokens[token] = project
     return tokens
-
-
-def _parse_log_format(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("text", "json"):
-        raise ValueError(f"log format is text or json, got {raw!r}")
-    return value
-
-
-def _parse_size(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(f"must be positive: {raw!r}")
-    return value
-
-
-# New settings of this issue (to move into schemas/config.py).
-HTTP_LISTEN = Setting(
-    "TRACETAPE_HTTP_LISTEN", "127.0.0.1:4318", str,
-    "host:port of OTLP/HTTP (POST /v1/traces) and of /healthz, /readyz, /metrics.")
-MAX_REQUEST_BYTES = Setting(
-    "TRACETAPE_MAX_REQUEST_BYTES", 64 * 1024 * 1024, _parse_size,
-    "Largest export accepted (gRPC message, or HTTP body after decompression); larger ones are refused.")
-TLS_CERT = Setting(
-    "TRACETAPE_TLS_CERT", "", str, "PEM certificate chain; with TLS_KEY, gRPC and every HTTP listener use TLS.")
-TLS_KEY = Setting("TRACETAPE_TLS_KEY", "", str, "PEM private key of TLS_CERT.")
-LOG_FORMAT = Setting(
-    "TRACETAPE_LOG_FORMAT", "text", _parse_log_format, "Collector log lines: text, or json (one object per line).")
-CONFIG_FILE = Setting("TRACETAPE_CONFIG", "", str, "TOML file of collector settings (keys as in CollectorConfig).")
 
 
 @dataclass(frozen=True)
@@ -95,23 +65,41 @@ def _tokens(value: str | dict[str, str]) -> dict[str, str]:
     return parse_tokens(value)
 
 
+def _number(spec: Setting[int]) -> Callable[[Any], int]:
+    """A flag or file value checked by the same parser as the env var (ranges included)."""
+    return lambda value: spec.parse(str(value))
+
+
+def _default(spec: Setting[Any]) -> Any:
+    return field(default_factory=lambda: config.setting(spec))
+
+
 FIELDS = (
     _Field("store", config.STORE, "ClickHouse URL (http(s)://user:password@host:port) or chDB directory"),
-    _Field("data_dir", config.DATA_DIR, "directory of the embedded store and collector state"),
+    _Field("data_dir", config.DATA_DIR, "directory of the embedded store, the spool and collector state"),
     _Field("database", config.DATABASE, "ClickHouse database"),
     _Field("grpc_listen", config.GRPC_LISTEN, "host:port of OTLP/gRPC, BlobService and gRPC health"),
-    _Field("http_listen", HTTP_LISTEN, "host:port of OTLP/HTTP and /healthz /readyz /metrics; empty disables",
-           _listen),
+    _Field("http_listen", config.HTTP_LISTEN,
+           "host:port of OTLP/HTTP and /healthz /readyz /metrics; empty disables", _listen),
     _Field("sql_listen", config.SQL_LISTEN, "host:port of the read-only SQL endpoint; empty disables", _listen),
     _Field("tokens", config.TOKENS, "TOKEN=PROJECT,... bearer tokens; empty disables authentication", _tokens,
            (str, dict)),
-    _Field("max_rows", config.BATCH_MAX_ROWS, "most span rows in one INSERT", int, (int,), "--batch-max-rows"),
-    _Field("max_delay_ms", config.BATCH_MAX_DELAY_MS, "how long the writer lingers for more rows", int, (int,),
-           "--batch-max-delay-ms"),
-    _Field("max_request_bytes", MAX_REQUEST_BYTES, "largest accepted export in bytes", int, (int,)),
-    _Field("tls_cert", TLS_CERT, "PEM certificate chain: serve gRPC and HTTP over TLS (needs --tls-key)"),
-    _Field("tls_key", TLS_KEY, "PEM private key of --tls-cert"),
-    _Field("log_format", LOG_FORMAT, "text or json log lines", _parse_log_format),
+    _Field("max_rows", config.BATCH_MAX_ROWS, "most span rows in one INSERT", _number(config.BATCH_MAX_ROWS),
+           (int,), "--batch-max-rows"),
+    _Field("max_delay_ms", config.BATCH_MAX_DELAY_MS, "how long the writer lingers for more rows",
+           _number(config.BATCH_MAX_DELAY_MS), (int,), "--batch-max-delay-ms"),
+    _Field("batch_max_bytes", config.BATCH_MAX_BYTES, "most export bytes in one INSERT",
+           _number(config.BATCH_MAX_BYTES), (int,)),
+    _Field("writer_backlog_bytes", config.WRITER_BACKLOG_BYTES,
+           "accepted bytes not yet inserted while the store is up; beyond, RESOURCE_EXHAUSTED",
+           _number(config.WRITER_BACKLOG_BYTES), (int,)),
+    _Field("spool_max_bytes", config.SPOOL_MAX_BYTES, "largest local spool; when full, UNAVAILABLE",
+           _number(config.SPOOL_MAX_BYTES), (int,)),
+    _Field("max_request_bytes", config.MAX_REQUEST_BYTES, "largest accepted export in bytes",
+           _number(config.MAX_REQUEST_BYTES), (int,)),
+    _Field("tls_cert", config.TLS_CERT, "PEM certificate chain: serve gRPC and HTTP over TLS (needs --tls-key)"),
+    _Field("tls_key", config.TLS_KEY, "PEM private key of --tls-cert"),
+    _Field("log_format", config.LOG_FORMAT, "text or json log lines", config.LOG_FORMAT.parse),
 )
 
 
@@ -120,21 +108,24 @@ class CollectorConfig:
     """Resolved collector settings, as :func:`load` builds them; built directly, fields default to the
     environment, then the built-in default."""
 
-    store: str = field(default_factory=lambda: config.setting(config.STORE))  # empty: chDB under data_dir
-    data_dir: str = field(default_factory=lambda: config.setting(config.DATA_DIR))
-    database: str = field(default_factory=lambda: config.setting(config.DATABASE))
-    grpc_listen: str = field(default_factory=lambda: config.setting(config.GRPC_LISTEN))
+    store: str = _default(config.STORE)  # empty: chDB under data_dir
+    data_dir: str = _default(config.DATA_DIR)
+    database: str = _default(config.DATABASE)
+    grpc_listen: str = _default(config.GRPC_LISTEN)
     # None here: a collector built in code opens no OTLP/HTTP port unless asked; load() (the CLI)
     # fills in the documented default, 127.0.0.1:4318.
     http_listen: str | None = None
-    sql_listen: str | None = field(default_factory=lambda: config.setting(config.SQL_LISTEN))
+    sql_listen: str | None = _default(config.SQL_LISTEN)
     tokens: dict[str, str] = field(default_factory=lambda: parse_tokens(config.setting(config.TOKENS)))
-    max_rows: int = field(default_factory=lambda: config.setting(config.BATCH_MAX_ROWS))
-    max_delay_ms: int = field(default_factory=lambda: config.setting(config.BATCH_MAX_DELAY_MS))
-    max_request_bytes: int = field(default_factory=lambda: config.setting(MAX_REQUEST_BYTES))
-    tls_cert: str = field(default_factory=lambda: config.setting(TLS_CERT))
-    tls_key: str = field(default_factory=lambda: config.setting(TLS_KEY))
-    log_format: str = field(default_factory=lambda: config.setting(LOG_FORMAT))
+    max_rows: int = _default(config.BATCH_MAX_ROWS)
+    max_delay_ms: int = _default(config.BATCH_MAX_DELAY_MS)
+    batch_max_bytes: int = _default(config.BATCH_MAX_BYTES)
+    writer_backlog_bytes: int = _default(config.WRITER_BACKLOG_BYTES)
+    spool_max_bytes: int = _default(config.SPOOL_MAX_BYTES)
+    max_request_bytes: int = _default(config.MAX_REQUEST_BYTES)
+    tls_cert: str = _default(config.TLS_CERT)
+    tls_key: str = _default(config.TLS_KEY)
+    log_format: str = _default(config.LOG_FORMAT)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -146,7 +137,8 @@ class CollectorConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--config`` and one flag per collector setting; an absent flag defers to env, file, default."""
-    parser.add_argument("--config", metavar="PATH", help=f"TOML file of collector settings ({CONFIG_FILE.env})")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"TOML file of collector settings ({config.CONFIG_FILE.env})")
     for item in FIELDS:
         parser.add_argument(item.option, dest=item.name, default=None, metavar=item.name.upper(),
                             type=int if item.file_types == (int,) else str,
@@ -182,7 +174,7 @@ def _env(spec: Setting[Any]) -> Any:
 def load(args: argparse.Namespace | None = None) -> CollectorConfig:
     """Resolve every setting: flag, then environment, then config file, then default."""
     given = vars(args) if args is not None else {}
-    path = given.get("config") or config.setting(CONFIG_FILE)
+    path = given.get("config") or config.setting(config.CONFIG_FILE)
     from_file = _read_file(path) if path else {}
     values: dict[str, Any] = {}
     for item in FIELDS:

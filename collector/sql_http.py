@@ -36,10 +36,10 @@ import threading
 import uuid
 import zlib
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .http_listener import Handler, HttpListener
 from .sql_scope import Scope, ScopeRefusal, scope_settings
 
 __all__ = ["SqlHttpServer"]
@@ -92,13 +92,12 @@ class SqlHttpServer:
         self._pools: dict[str | None, tuple[queue.Queue[Any], Scope]] = {}
         self._pools_lock = threading.Lock()
         self._conns: list[Any] = []
-        self._httpd: _Httpd | None = None
-        self._thread: threading.Thread | None = None
+        self._listener: HttpListener | None = None
         self._version = ""
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1] if self._httpd else self._port
+        return self._listener.port if self._listener else self._port
 
     def start(self) -> None:
         pool, _ = self._pool_for(None if not self._tokens else next(iter(self._tokens.values())))
@@ -107,19 +106,13 @@ class SqlHttpServer:
             self._version = conn.query("SELECT version()", "TSV").bytes().decode().strip()
         finally:
             pool.put(conn)
-        self._httpd = _Httpd((self._host, self._port), _Handler)
-        self._httpd.gateway = self
-        if self._tls is not None:
-            self._tls.wrap(self._httpd)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="tracetape-sql-http",
-                                        daemon=True)
-        self._thread.start()
+        self._listener = HttpListener("sql-http", self._host, self._port, _Handler, self, self._tls)
+        self._listener.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
         with self._pools_lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool, _ in pools:
@@ -246,18 +239,8 @@ def _token(headers: Any, url: dict[str, str]) -> str | None:
     return headers.get("X-ClickHouse-Key") or url.get("password")
 
 
-class _Httpd(ThreadingHTTPServer):
-    daemon_threads = True
-    gateway: SqlHttpServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        _log.debug("sql http: connection error from %s", client_address[0], exc_info=True)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as clickhouse-connect's pooled connections expect
+class _Handler(Handler):
     timeout = 30  # seconds a silent client may hold a thread, mid-request or idle on keep-alive
-    server: _Httpd
     project: str | None = None  # the caller's project, set once authenticated
 
     def do_GET(self) -> None:
@@ -265,13 +248,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve()
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        _log.debug("sql http: %s %s -> %s", self.command, urlsplit(self.path).path, code)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The stock handler would echo the request line, which may carry password=TOKEN.
-        _log.debug("sql http: %s", format)
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
@@ -284,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             if split.path != "/":
                 return self._reply(404, f"There is no handle {split.path}. Use / or /ping.\n".encode(),
                                    {"Content-Type": "text/plain; charset=UTF-8"})
-            self.project = self.server.gateway._authenticate(_token(self.headers, url))
+            self.project = self.server.owner._authenticate(_token(self.headers, url))
             sql = url.get("query", "")
             form = self._form_fields(body)
             if form is not None:
@@ -297,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             params = {k[6:]: v for k, v in url.items() if k.startswith("param_")}
             settings = {k: v for k, v in url.items() if k not in _IGNORED_PARAMS and not k.startswith("param_")}
             fmt = url.get("default_format") or "TabSeparated"
-            data, summary = self.server.gateway._execute(self.project, sql, fmt, url.get("database"), params,
+            data, summary = self.server.owner._execute(self.project, sql, fmt, url.get("database"), params,
                                                          settings)
         except Exception as exc:  # chdb's errors, ours, and anything else: the client gets a ClickHouse error
             return self._fail(exc, query_id)
@@ -363,17 +339,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not found:
             _log.warning("sql http: unexpected failure", exc_info=exc)
             message = f"Code: 1001. DB::Exception: {type(exc).__name__}: {message}. (STD_EXCEPTION)"
-        self._reply(_STATUS.get(code, 500), f"{message} (version {self.server.gateway._version})\n".encode(), {
+        self._reply(_STATUS.get(code, 500), f"{message} (version {self.server.owner._version})\n".encode(), {
             "Content-Type": "text/plain; charset=UTF-8", "X-ClickHouse-Query-Id": query_id,
             "X-ClickHouse-Exception-Code": str(code)})
 
     def _reply(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        headers.update({"Content-Length": str(len(data)), "X-ClickHouse-Timezone": "UTC",
-                        "X-ClickHouse-Server-Display-Name": "tracetape"})
-        if self.close_connection:
-            headers["Connection"] = "close"
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, data, {**headers, "X-ClickHouse-Timezone": "UTC",
+                                  "X-ClickHouse-Server-Display-Name": "tracetape"})

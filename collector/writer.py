@@ -4,8 +4,9 @@ Receivers call :meth:`ClickHouseWriter.consume`. An appender thread writes
 every request that arrived since its last write to the spool (``spool.py``)
 and fsyncs once for all of them; from then on they are durable. Inserter
 threads (one per core) load whole spool segments into ClickHouse, which
-parses and converts the raw OTLP bytes itself (``otlp_sql.py``). Profiling showed why it is built this way: each INSERT costs
-~0.1 s of query planning however small it is, so throughput comes from few
+parses and converts the raw OTLP bytes itself (``otlp_sql.py``). Profiling
+showed why it is built this way: each INSERT costs ~0.1 s of query planning
+however small it is, so throughput comes from few
 large INSERTs, and tying every acknowledgement to an INSERT would cap each
 exporter at a few requests per second.
 
@@ -23,6 +24,13 @@ refused with :class:`StoreOverloaded` and a retry delay (gRPC
 accepting up to its own bound (then ``UNAVAILABLE``); the inserter retries
 with backoff and drains it oldest first once the store answers, and at
 startup. Loading a segment is ``loader.py``'s job.
+
+The store need not answer when the writer starts (a ClickHouse server
+started after the collector, or down at the time): given only a ``connect``
+function, the writer spools from the first request on and keeps calling
+``connect`` (which also applies the migrations) with backoff until it returns
+a client; then the inserters drain the spool. Until then :meth:`query` raises
+:class:`StoreUnavailable`, which is what readiness reports.
 """
 
 from __future__ import annotations
@@ -38,11 +46,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from tracetape.schemas.config import setting
+from tracetape.schemas.config import (BATCH_MAX_BYTES, FAULT_STORE_DOWN_FILE, SPOOL_MAX_BYTES,
+                                      WRITER_BACKLOG_BYTES, setting)
 from tracetape.schemas.errors import StoreOverloaded, StoreUnavailable
 
 from .convert import SpanBatch, envelope
-from .ingest_config import BATCH_MAX_BYTES, FAULT_STORE_DOWN_FILE, SPOOL_MAX_BYTES, WRITER_BACKLOG_BYTES
 from .ingest_seq import IngestSequence
 from .loader import SegmentLoader, blob_record, is_http
 from .metrics import METRICS
@@ -52,19 +60,22 @@ __all__ = ["ClickHouseWriter", "WriterLimits"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
 @dataclass
 class WriterLimits:
-    """How much the writer batches and holds; byte defaults come from ``ingest_config``."""
+    """How much the writer batches and holds; byte defaults come from ``schemas/config.py``."""
 
     max_rows: int = 50_000  # spans per INSERT (whole segments are taken, so a bound, not an exact size)
     max_delay: float = 0.0  # linger before an INSERT for more data
     max_batch_bytes: int = field(default_factory=lambda: setting(BATCH_MAX_BYTES))
     max_backlog_bytes: int = field(default_factory=lambda: setting(WRITER_BACKLOG_BYTES))
+    spool_bytes: int = field(default_factory=lambda: setting(SPOOL_MAX_BYTES))  # the spool's bound
     admit_wait: float = 1.0  # how long a request may wait for queue room before RESOURCE_EXHAUSTED
     timeout: float = 60.0  # how long a request waits to be made durable
     read_your_writes: int = 2 * 1024 * 1024  # a request waits for its INSERT if at most this much is ahead
     insert_wait: float = 10.0  # the longest such a wait lasts (the data is durable anyway)
-    retry_max: float = 5.0  # longest pause between attempts while the store is down
+    retry_max: float = 5.0  # longest pause between attempts (inserts, connecting) while the store is down
 
 
 @dataclass
@@ -84,7 +95,7 @@ def _threads(engine_threads: int | None) -> int:
 
 def _spool(directory: str, limits: WriterLimits, threads: int) -> Spool:
     """One lane per inserter; segments sealed at a share of a batch, so a batch spans several files."""
-    return Spool(directory, setting(SPOOL_MAX_BYTES), threads, limits.max_batch_bytes // threads)
+    return Spool(directory, limits.spool_bytes, threads, limits.max_batch_bytes // threads)
 
 
 class ClickHouseWriter:
@@ -92,13 +103,18 @@ class ClickHouseWriter:
 
     ``engine_threads`` (default: the cores, at most 4) is the number of concurrent INSERTs, each
     single-threaded: measured here, that beats one INSERT on every core (its planning is serial) and
-    holds less memory.
+    holds less memory. *client* is the store's connection. Instead, a *connect* function may be given
+    that returns one, or raises :class:`StoreUnavailable` while the store does not answer (see the module
+    docstring). It is tried once right away; anything else it raises then reaches the caller (a local
+    store that cannot be opened, a migration that was edited: retrying would not help).
     """
 
-    def __init__(self, client: Any, database: str, sequence: IngestSequence, *, max_rows: int = 50_000,
+    def __init__(self, client: Any | None, database: str, sequence: IngestSequence, *, max_rows: int = 50_000,
                  max_delay: float = 0.0, timeout: float = 60.0, limits: WriterLimits | None = None,
-                 spool: Spool | None = None, engine_threads: int | None = None) -> None:
-        self._client = client
+                 spool: Spool | None = None, engine_threads: int | None = None,
+                 connect: Callable[[], Any] | None = None) -> None:
+        if client is None and connect is None:
+            raise ValueError("a writer needs a store client or a function that connects to the store")
         self._database = database
         self._sequence = sequence
         self._limits = limits or WriterLimits(max_rows=max_rows, max_delay=max_delay, timeout=timeout)
@@ -106,18 +122,18 @@ class ClickHouseWriter:
         self._temporary = tempfile.mkdtemp(prefix="tracetape-spool-") if spool is None else None
         self._spool = spool or _spool(self._temporary or "", self._limits, self._threads)
         self._fault_file = setting(FAULT_STORE_DOWN_FILE)
-        self._loader = SegmentLoader(self._spool, database, sequence, http=is_http(client))
-        # Inserts get their own connections so reads (blob lookups, health probes) never queue behind them;
-        # an HTTP client is safe to share, a chDB one gets more handles on the same engine.
-        self._insert_clients = [client if is_http(client) else type(client)(path=client.path, database=client.database)
-                                for _ in range(self._threads)]
+        self._client: Any = None  # set once, by _attach
+        self._loader: SegmentLoader | None = None
+        self._insert_clients: list[Any] = []
+        self._attached = threading.Event()
+        self._store_error = "not connected yet"
         self._loading: set[str] = set()  # segments an inserter has claimed
         self._client_lock = threading.Lock()
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._queued_bytes = 0
         self._waiting: dict[str, list[_Job]] = defaultdict(list)  # segment -> jobs waiting for its INSERT
-        self._store_up = True
+        self._store_up = False  # until attached, the spool's own bound applies and nobody waits for INSERTs
         self._rate = 0.0  # bytes/s of recent INSERTs, for the retry hint
         self._closing = False
         self._appender_done = False
@@ -125,14 +141,27 @@ class ClickHouseWriter:
         self.rows_written = 0
         self._appender = threading.Thread(target=self._append_loop, name="tracetape-spool-append", daemon=True)
         # One inserter per core: one INSERT's planning and serial stages overlap with another's.
-        self._inserters = [threading.Thread(target=self._insert_loop, args=(c,), name=f"tracetape-insert-{i}",
-                                            daemon=True) for i, c in enumerate(self._insert_clients)]
+        self._inserters = [threading.Thread(target=self._insert_loop, args=(i,), name=f"tracetape-insert-{i}",
+                                            daemon=True) for i in range(self._threads)]
+        self._connector: threading.Thread | None = None
+        if client is None and connect is not None:
+            try:
+                client = connect()
+            except StoreUnavailable as exc:
+                self._store_error = str(exc)[:500]
+                _log.warning("store unreachable at start (%s); spooling until it answers", self._store_error)
+        if client is not None:
+            self._attach(client)
+        else:
+            self._connector = threading.Thread(target=self._connect_loop, args=(connect,),
+                                               name="tracetape-store-connect", daemon=True)
+            self._connector.start()
         self._appender.start()
         for inserter in self._inserters:
             inserter.start()
 
     @classmethod
-    def with_spool(cls, client: Any, database: str, data_dir: str, sequence: IngestSequence | None = None,
+    def with_spool(cls, client: Any | None, database: str, data_dir: str, sequence: IngestSequence | None = None,
                    **kwargs: Any) -> "ClickHouseWriter":
         """The collector's writer, spooling to ``data_dir/spool`` (loaded again after a restart)."""
         spool = _spool(os.path.join(data_dir, "spool"), kwargs.get("limits") or WriterLimits(),
@@ -156,13 +185,15 @@ class ClickHouseWriter:
     def query(self, fn: Callable[[Any], T]) -> T:
         """Run a read on the writer's connection (chDB allows one engine per process)."""
         with self._client_lock:
+            if self._client is None:
+                raise StoreUnavailable(f"store not reachable: {self._store_error}")
             try:
                 return fn(self._client)
             except Exception as exc:
                 raise StoreUnavailable(f"store query failed: {exc}") from exc
 
     def close(self, timeout: float = 10.0) -> None:
-        """Refuse new work, spool what is queued, insert what the time allows, then stop.
+        """Refuse new work, spool what is queued, insert what the time allows, then close the store's clients.
 
         Whatever is not inserted by *timeout* stays in the spool for the next start.
         """
@@ -174,15 +205,20 @@ class ClickHouseWriter:
         deadline = time.monotonic() + timeout
         self._appender.join(timeout)
         self._wake.set()
-        for inserter in self._inserters:
-            inserter.join(max(0.0, deadline - time.monotonic()))
+        for thread in ([self._connector] if self._connector else []) + self._inserters:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if any(inserter.is_alive() for inserter in self._inserters):
             _log.warning("writer closed with %d bytes still to insert; they stay in the spool", self._spool.bytes)
             return
+        if self._spool.bytes:
+            _log.warning("the store is not taking writes; %d bytes stay in the spool for the next start",
+                         self._spool.bytes)
         self._spool.close()
-        for insert_client in self._insert_clients:
-            if insert_client is not self._client:
-                insert_client.close()
+        with self._client_lock:
+            clients = {id(c): c for c in [*self._insert_clients, self._client] if c is not None}
+            self._client, self._store_error = None, "the writer is closed"
+        for store_client in clients.values():
+            store_client.close()
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
 
@@ -274,9 +310,51 @@ class ClickHouseWriter:
         for job in jobs:
             job.durable.set_result(None)
 
+    # -- connecting -------------------------------------------------------------------------------
+
+    def _connect_loop(self, connect: Callable[[], Any]) -> None:
+        """Call *connect* with backoff until it returns a client; bounded by :meth:`close`.
+
+        It starts by waiting: the constructor has just tried.
+        """
+        delay = 0.5
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closing, delay):
+                    return
+            try:
+                client = connect()
+            except Exception as exc:  # noqa: BLE001 - unreachable, refused, migration failed: all retried
+                self._store_error = str(exc)[:500]
+                delay = min(delay * 2, self._limits.retry_max)
+                _log.warning("store not reachable (%s); %d bytes spooled; retrying in %.1fs", self._store_error,
+                             self._spool.bytes, delay)
+                continue
+            _log.info("store connected; draining %d spooled bytes", self._spool.bytes)
+            self._attach(client)
+            return
+
+    def _attach(self, client: Any) -> None:
+        """Start inserting through *client*. Inserts get their own connections so that reads (blob lookups,
+        health probes) never queue behind them; an HTTP client is safe to share, a chDB one gets more handles
+        on the same engine."""
+        http = is_http(client)
+        self._loader = SegmentLoader(self._spool, self._database, self._sequence, http=http)
+        self._insert_clients = [client if http else type(client)(path=client.path, database=client.database)
+                                for _ in range(self._threads)]
+        with self._client_lock:
+            self._client = client
+        self._store_up = True
+        self._attached.set()
+        self._wake.set()
+
     # -- inserting --------------------------------------------------------------------------------
 
-    def _insert_loop(self, client: Any) -> None:
+    def _insert_loop(self, index: int) -> None:
+        while not self._attached.wait(0.5):  # bounded by close(): then whatever is spooled waits for a restart
+            if self._closing and self._appender_done:
+                return
+        client = self._insert_clients[index]
         delay = 0.5
         while not (self._closing and self._appender_done and not self._spool.bytes):
             self._wake.wait(1.0)
@@ -328,6 +406,7 @@ class ClickHouseWriter:
             raise StoreUnavailable(f"store down (fault injected: {self._fault_file} exists)")
         started = time.monotonic()
         size = sum(os.path.getsize(self._spool.path(s)) for s in segments)
+        assert self._loader is not None  # set before the inserters pass _attached
         spans = self._loader.load(segments, client)
         elapsed = max(time.monotonic() - started, 1e-3)
         self._rate = 0.7 * self._rate + 0.3 * size / elapsed if self._rate else size / elapsed

@@ -133,3 +133,113 @@ BATCH_MAX_DELAY_MS = Setting(
 
 REPLAY = Setting("TRACETAPE_REPLAY", "", str,
                  "Tape file (or run id) this process replays from instrument() on; set by `tracetape replay`.")
+
+# -- collector: listeners, limits, spool (issue #3) ---------------------------
+# The collector also takes each of these as a flag and a config-file key (collector/settings.py).
+
+__all__ += ["HTTP_LISTEN", "MAX_REQUEST_BYTES", "TLS_CERT", "TLS_KEY", "LOG_FORMAT", "CONFIG_FILE",
+            "MAX_ATTRIBUTE_BYTES", "SPOOL_MAX_BYTES", "WRITER_BACKLOG_BYTES", "BATCH_MAX_BYTES",
+            "FAULT_STORE_DOWN_FILE"]
+
+
+def _parse_log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"log format is text or json, got {raw!r}")
+    return value
+
+
+def _parse_bytes(raw: str) -> int:
+    """A byte bound; under 1 KiB is surely a typo (a forgotten unit), and would refuse every request."""
+    value = int(raw)
+    if value < 1024:
+        raise ValueError(f"must be at least 1024 bytes: {raw!r}")
+    return value
+
+
+HTTP_LISTEN = Setting(
+    "TRACETAPE_HTTP_LISTEN", "127.0.0.1:4318", str,
+    "host:port of OTLP/HTTP (POST /v1/traces) and of /healthz, /readyz, /metrics; empty disables.")
+MAX_REQUEST_BYTES = Setting(
+    "TRACETAPE_MAX_REQUEST_BYTES", 64 * 1024 * 1024, _parse_bytes,
+    "Largest export accepted (gRPC message, or HTTP body after decompression); larger ones are refused.")
+TLS_CERT = Setting(
+    "TRACETAPE_TLS_CERT", "", str, "PEM certificate chain; with TLS_KEY, gRPC and every HTTP listener use TLS.")
+TLS_KEY = Setting("TRACETAPE_TLS_KEY", "", str, "PEM private key of TLS_CERT.")
+LOG_FORMAT = Setting(
+    "TRACETAPE_LOG_FORMAT", "text", _parse_log_format, "Collector log lines: text, or json (one object per line).")
+CONFIG_FILE = Setting("TRACETAPE_CONFIG", "", str, "TOML file of collector settings (keys as in CollectorConfig).")
+MAX_ATTRIBUTE_BYTES = Setting(
+    "TRACETAPE_MAX_ATTRIBUTE_BYTES", 4 * 1024 * 1024, _parse_bytes,
+    "Longest string kept in a span (attribute value, name, status message); longer ones are cut and marked.")
+SPOOL_MAX_BYTES = Setting(
+    "TRACETAPE_SPOOL_MAX_BYTES", 1 << 30, _parse_bytes,
+    "Largest local spool of data the store has not taken yet; when it is full, exports get UNAVAILABLE.")
+WRITER_BACKLOG_BYTES = Setting(
+    "TRACETAPE_WRITER_BACKLOG_BYTES", 256 * 1024 * 1024, _parse_bytes,
+    "Accepted export bytes not yet in the store while it is up; beyond it exports get RESOURCE_EXHAUSTED "
+    "with a retry delay (while the store is down, the spool's own bound applies).")
+BATCH_MAX_BYTES = Setting(
+    "TRACETAPE_BATCH_MAX_BYTES", 32 * 1024 * 1024, _parse_bytes, "Most export bytes in one INSERT.")
+FAULT_STORE_DOWN_FILE = Setting(
+    "TRACETAPE_FAULT_STORE_DOWN_FILE", "", str,
+    "Test and drill hook: while this file exists, every insert fails as if the store were down.")
+
+# -- replay (issue #5) ---------------------------------------------------------
+# `tracetape replay` sets these (with REPLAY above) for the process it runs; the agent's
+# instrument() reads them to install the player.
+
+__all__ += ["REPLAY_MODE", "REPLAY_FORK_AT", "REPLAY_REPORT", "REPLAY_ALLOW"]
+
+_REPLAY_MODES = ("strict", "observe", "fork", "loose")
+
+
+def _parse_replay_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in _REPLAY_MODES:
+        raise ValueError(f"replay mode is one of {', '.join(_REPLAY_MODES)}, got {raw!r}")
+    return value
+
+
+REPLAY_MODE = Setting("TRACETAPE_REPLAY_MODE", "strict", _parse_replay_mode,
+                      "Replay mode: strict, observe, fork or loose.")
+REPLAY_FORK_AT = Setting("TRACETAPE_REPLAY_FORK_AT", 0, int,
+                         "Fork mode: the last recorded step served (1-based); live after it.")
+REPLAY_REPORT = Setting("TRACETAPE_REPLAY_REPORT", "", str,
+                        "File the replay report (JSON) is written to when the replayed process exits.")
+REPLAY_ALLOW = Setting("TRACETAPE_REPLAY_ALLOW", "", str,
+                       "Comma-separated host:port that live connections may still reach during a replay.")
+
+# -- instrumentation: capture details (issue #4) -------------------------------
+
+__all__ += ["PAYLOAD_SAMPLE", "FILE_ROOTS", "FILE_MAX_BYTES", "CLOCK_DATETIME", "ENV_ALLOW", "SEQ_FILE", "TASK",
+            "TRACEPARENT", "AGENT", "TAGS"]
+
+PAYLOAD_SAMPLE = Setting(
+    "TRACETAPE_PAYLOAD_SAMPLE", 1, lambda raw: max(1, int(raw)),
+    "Keep the payloads of 1 in N successful runs (failed runs keep all; spans are always kept). 1 keeps all.")
+FILE_ROOTS = Setting(
+    "TRACETAPE_FILE_ROOTS", "", str,
+    "Directories (os.pathsep-separated) whose files' reads and writes are recorded; empty: the working directory.")
+FILE_MAX_BYTES = Setting(
+    "TRACETAPE_FILE_MAX_BYTES", 8 * 1024 * 1024, lambda raw: max(0, int(raw)),
+    "Largest file whose bytes are recorded; above it only its size and SHA-256 are kept.")
+CLOCK_DATETIME = Setting(
+    "TRACETAPE_CLOCK_DATETIME", False, _parse_bool,
+    "Also record datetime.datetime.now()/utcnow()/today() (replaces the datetime class; see instrumentation/clock.py).")
+ENV_ALLOW = Setting(
+    "TRACETAPE_ENV_ALLOW", "", str,
+    "Environment variables (comma-separated) recorded at run start, in addition to the defaults.")
+SEQ_FILE = Setting(
+    "TRACETAPE_SEQ_FILE", "", str,
+    "Shared sequence file of the run a child process joins; set by tracetape for the processes it starts.")
+TASK = Setting(
+    "TRACETAPE_TASK", "", str,
+    "Task path a child process's events are numbered under; set by tracetape for the processes it starts.")
+TRACEPARENT = Setting(
+    "TRACEPARENT", "", str,
+    "W3C trace context of the span that started this process (the OpenTelemetry environment carrier).")
+AGENT = Setting(
+    "TRACETAPE_AGENT", "", str,
+    "Agent name: a process started by `tracetape run` / opentelemetry-instrument is wrapped in one run of it.")
+TAGS = Setting("TRACETAPE_TAGS", "", str, "Comma-separated tags of that run.")

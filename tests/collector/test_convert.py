@@ -121,8 +121,12 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[
     collector = IngestCollector(tmp_path_factory.mktemp("convert") / "data").start()
     try:
         with collector.channel() as channel:
-            collector.export(channel, _request(*spans, resource={"service.name": "svc", "k8s.pod": 7})
-                             .SerializeToString())
+            request = _request(*spans, resource={"service.name": "svc", "k8s.pod": 7})
+            other = request.resource_spans.add()  # a second resource, its spans in two scopes
+            other.resource.attributes.add(key="service.name", value=any_value("svc-2"))
+            for n in (7, 8):
+                other.scope_spans.add().spans.append(_span(n, {}, name=f"scope {n}", trace_id=b"\x03" * 16))
+            collector.export(channel, request.SerializeToString())
         client = collector.sql()
         try:
             result = client.query("SELECT * FROM spans FINAL")
@@ -162,6 +166,12 @@ def test_other_attributes_are_text_and_nothing_is_lost(stored: dict[str, dict[st
     assert common_pb2.KeyValueList.FromString(packed) == any_value({"a": 1, "b": [True, 2.5]}).kvlist_value
     assert [(e["name"], e["attributes"]) for e in stored["chat"]["events"]] == \
         [("exception", {"exception.type": "ValueError", "exception.escaped": "true"})]
+
+
+def test_each_span_keeps_the_resource_it_was_sent_with(stored: dict[str, dict[str, Any]]) -> None:
+    assert [(stored[name]["service_name"], stored[name]["resource"]) for name in ("chat", "scope 7", "scope 8")] \
+        == [("svc", {"service.name": "svc", "k8s.pod": "7"}), ("svc-2", {"service.name": "svc-2"}),
+            ("svc-2", {"service.name": "svc-2"})]
 
 
 @pytest.mark.parametrize("name, attributes", [

@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tracetape.collector.convert import TRUNCATION_MARKER, ConversionError, screen_request
+from tracetape.collector.convert import TRUNCATION_MARKER, ConversionError, screen_request, span_rows
 from tracetape.collector.spool import varint
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
@@ -89,6 +91,40 @@ def test_exactly_the_invalid_spans_are_rejected(generated: list) -> None:
     assert (batch.spans, batch.rejected) == (len(valid), len(generated) - len(valid))
     kept = trace_service_pb2.ExportTraceServiceRequest.FromString(batch.payload)
     assert [s.span_id for s in kept.resource_spans[0].scope_spans[0].spans] == [g[1] for g in valid]
+
+
+# Unknown fields of every wire type, field number 99: varint, fixed64, length-delimited, a group holding a
+# group (field 100), fixed32.
+unknown_fields = st.lists(st.sampled_from([b"\x98\x06\x96\x01", b"\x99\x06" + bytes(8), b"\x9a\x06\x02ab",
+                                           b"\x9b\x06\x08\x01\xa3\x06\x9a\x06\x01z\xa4\x06\x9c\x06",
+                                           b"\x9d\x06" + bytes(4)]), max_size=3).map(b"".join)
+
+
+def _framed(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+@settings(FUZZ, max_examples=60)
+@given(st.lists(st.tuples(st.lists(st.lists(spans, max_size=3), max_size=3),
+                          st.lists(st.dictionaries(st.text(max_size=8), scalars, max_size=3), max_size=2)),
+                max_size=3), unknown_fields)
+def test_span_rows_slice_exactly_the_spans_protobuf_reads(resources: list, unknown: bytes) -> None:
+    """The wire slicing behind the spool's rows agrees with the protobuf runtime, unknown fields and all."""
+    raw = b""
+    for scopes, pieces in resources:  # a resource may come in several pieces, which protobuf merges
+        body = b"".join(_framed(1, resource_pb2.Resource(attributes=[
+            common_pb2.KeyValue(key=k, value=any_value(v)) for k, v in piece.items()]).SerializeToString())
+            for piece in pieces)
+        for generated in scopes:
+            scope = b"".join(_framed(2, trace_pb2.Span(trace_id=t, span_id=i, parent_span_id=p, name=n)
+                                     .SerializeToString() + unknown) for t, i, p, n, _ in generated)
+            body += _framed(2, unknown + scope)
+        raw += _framed(1, body + unknown) + unknown
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
+    expected = [(rs.resource, span) for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    rows = [(resource_pb2.Resource.FromString(bytes(resource)), trace_pb2.Span.FromString(bytes(span)))
+            for resource, span in span_rows(raw)]
+    assert rows == expected
 
 
 # -- the real receiver, over gRPC --------------------------------------------------------------------

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from tracetape.collector import settings
 from tracetape.collector.health import SERVICES
+from tracetape.schemas import config as env_config
 from tracetape.schemas.errors import ConfigError
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -49,8 +52,33 @@ def test_settings_precedence_flag_env_file_default(tmp_path, clean_env):
     assert cfg.tokens == {"t2": "p2"}
     assert (cfg.max_rows, cfg.log_format) == (7, "json")  # file over default
     assert cfg.sql_listen is None  # an empty flag disables the listener
-    assert cfg.max_delay_ms == settings.config.BATCH_MAX_DELAY_MS.default
-    assert cfg.max_request_bytes == settings.MAX_REQUEST_BYTES.default
+    assert cfg.max_delay_ms == env_config.BATCH_MAX_DELAY_MS.default
+    assert cfg.max_request_bytes == env_config.MAX_REQUEST_BYTES.default
+
+
+@pytest.mark.parametrize("name", ["batch_max_bytes", "writer_backlog_bytes", "spool_max_bytes", "max_request_bytes"])
+def test_byte_limits_come_from_flag_env_and_file_and_are_checked(tmp_path, clean_env, name):
+    item = next(f for f in settings.FIELDS if f.name == name)
+    config = tmp_path / "c.toml"
+    config.write_text(f"{name} = 3000\n", encoding="utf-8")
+    assert getattr(_load(["--config", str(config)]), name) == 3000
+    clean_env.setenv(item.spec.env, "2000")
+    assert getattr(_load(["--config", str(config)]), name) == 2000
+    assert getattr(_load(["--config", str(config), item.option, "1024"]), name) == 1024
+    with pytest.raises(ConfigError, match=f"{item.option}: must be at least 1024 bytes"):
+        _load([item.option, "64"])  # a forgotten unit, refused at startup
+    config.write_text(f"{name} = 10\n", encoding="utf-8")
+    clean_env.delenv(item.spec.env)
+    with pytest.raises(ConfigError, match=f"{name}: must be at least 1024 bytes"):
+        _load(["--config", str(config)])
+
+
+def test_every_collector_setting_is_declared_in_the_one_settings_module():
+    exported = {getattr(env_config, name) for name in env_config.__all__}
+    assert {item.spec for item in settings.FIELDS} | {env_config.CONFIG_FILE} <= exported
+    collector = Path(settings.__file__).parent
+    readers = [p.name for p in collector.glob("*.py") if re.search(r"os\.environ|getenv|Setting\(", p.read_text())]
+    assert readers == []  # STYLE #1: nothing in the collector reads or declares env vars itself
 
 
 def test_config_file_from_env_and_unparseable_env_falls_back(tmp_path, clean_env):
@@ -59,7 +87,7 @@ def test_config_file_from_env_and_unparseable_env_falls_back(tmp_path, clean_env
     clean_env.setenv("TRACETAPE_CONFIG", str(config))
     clean_env.setenv("TRACETAPE_BATCH_MAX_ROWS", "lots")
     cfg = _load([])
-    assert cfg.max_request_bytes == 1024 and cfg.max_rows == settings.config.BATCH_MAX_ROWS.default
+    assert cfg.max_request_bytes == 1024 and cfg.max_rows == env_config.BATCH_MAX_ROWS.default
 
 
 @pytest.mark.parametrize("content, message", [
@@ -137,24 +165,45 @@ def dead_store_server(tmp_path_factory):
     with socket.socket() as sock:  # a loopback port with nothing listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    yield from start_server(tmp_path_factory.mktemp("dead"), "--store", f"http://127.0.0.1:{port}")
+    yield from start_server(tmp_path_factory.mktemp("dead"), "--store", f"http://127.0.0.1:{port}",
+                            "--spool-max-bytes", str(64 * 1024))
 
 
-def test_unreachable_store_means_live_but_not_ready(dead_store_server):
+def _spooled(server) -> int:
+    return sum(p.stat().st_size for p in (server.data_dir / "spool").glob("*.seg"))
+
+
+def test_unreachable_store_means_live_but_not_ready_and_exports_are_spooled(dead_store_server):
     server = dead_store_server
     assert request("GET", f"{server.http}/healthz").status == 200
     ready = request("GET", f"{server.http}/readyz")
-    assert ready.status == 503 and b"not ready" in ready.body
+    assert ready.status == 503 and b"not ready: store not reachable" in ready.body
+    assert b"127.0.0.1" in ready.body  # the reason names the store
     assert set(_grpc_health(server).values()) == {health_pb2.HealthCheckResponse.NOT_SERVING}
 
-    resp = request("POST", f"{server.http}/v1/traces", span_request("lost?").SerializeToString(), PROTOBUF)
-    assert resp.status == 503 and int(resp.headers["retry-after"]) > 0  # the exporter retries later
+    resp = request("POST", f"{server.http}/v1/traces", span_request("kept", count=3).SerializeToString(), PROTOBUF)
+    assert resp.status == 200  # acknowledged: fsync'd to the spool, inserted once the store answers
     with grpc.insecure_channel(server.grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            trace_service_pb2_grpc.TraceServiceStub(channel).Export(span_request("lost?"), timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(span_request("kept too", count=2), timeout=10)
+    assert _spooled(server) > 0
+    assert _metric(server, "tracetape_spans_spooled_total") == 5
+    assert _metric(server, "tracetape_spans_persisted_total") == 0
 
 
-def test_sigterm_stops_cleanly_and_removes_the_state_file(dead_store_server):
+def test_a_full_spool_refuses_with_retry_after(dead_store_server):
+    big = span_request("too much", count=40)  # ~40 spans x 1 KB name: fits the limit once, not twice
+    for span in big.resource_spans[0].scope_spans[0].spans:
+        span.name = "x" * 1000
+    statuses = [request("POST", f"{dead_store_server.http}/v1/traces", big.SerializeToString(), PROTOBUF)
+                for _ in range(3)]
+    refused = statuses[-1]
+    assert statuses[0].status == 200
+    assert refused.status == 503 and int(refused.headers["retry-after"]) > 0
+    assert b"spool is full" in refused.body and b"65536" in refused.body  # --spool-max-bytes reached the writer
+
+
+def test_sigterm_stops_cleanly_keeps_the_spool_and_removes_the_state_file(dead_store_server):
+    spooled = _spooled(dead_store_server)
     assert dead_store_server.stop() == 0
     assert not (dead_store_server.data_dir / "collector.json").exists()
+    assert _spooled(dead_store_server) == spooled > 0  # for the next start to insert

@@ -1,0 +1,11 @@
+-- Freshly inserted span parts are compact (one data file), merged big ones wide.
+--
+-- Measured on the ingest benchmark: a wide part of `spans` is ~160 files
+-- (every column, map key/value and string size stream has its own data and
+-- mark file), and creating and fsyncing them cost as much CPU as encoding the
+-- rows: 12 µs per span written as wide parts, 6 µs as compact ones. The
+-- collector's INSERTs carry at most a few tens of MB, so below 256 MB of
+-- uncompressed data a part stays compact; merges that grow past it write the
+-- wide layout, where per-column reads pay off and the per-file cost is spread
+-- over many rows.
+ALTER TABLE {database}.spans MODIFY SETTING min_bytes_for_wide_part = 268435456;
