@@ -8,14 +8,16 @@ Spans go to a BatchSpanProcessor with an exporter that drops them, so what is
 measured is the instrumentation's own work. tracetape also does its real
 payload work: redacting, hashing and queueing every blob, uploaded by its
 worker thread to the BlobService at ``--collector``. Prints one
-JSON line: per scenario, the median time per call bare and instrumented (µs),
-by the wall clock and by the calling thread's CPU time.
+JSON line: per metric (wall clock, CPU time of the calling thread, CPU time of
+the whole process including the flush of background work), per scenario, the
+bare and instrumented figure (µs per call) of every round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import time
@@ -38,7 +40,7 @@ TOOLS = [{"type": "function", "function": {
     for name in ("weather", "hotels", "flights", "events", "restaurants")]
 
 
-_SETTLE_S = 0.3
+_SETTLE_S = 0.1
 
 
 class DropExporter(SpanExporter):
@@ -60,12 +62,15 @@ class Variant:
     def __init__(self, name: str, provider: TracerProvider, collector: str) -> None:
         self.name = name
         self._suppress: Any = None
+        self._provider = provider
         if name == "tracetape":
             import tracetape
 
             active = tracetape.instrument(endpoint=f"http://{collector}")
+            # Spans leave through the provider's own drop-exporter processor, as for every variant:
+            # tracetape keeps its run stamping, not a second export queue.
             otlp = active.switch.delegates[1]
-            active.switch.delegates = (active.switch.delegates[0], BatchSpanProcessor(DropExporter()))
+            active.switch.delegates = (active.switch.delegates[0],)
             otlp.shutdown()
             self._tracetape = active
             self.instrumentors = [type(i).__module__ for i in active.instrumentors]
@@ -81,7 +86,6 @@ class Variant:
         else:
             raise SystemExit(f"unknown variant {name!r}")
         self._instrumentor = OpenAIInstrumentor()
-        self._provider = provider
         self.instrumentors = [OpenAIInstrumentor.__module__]
         if name == "openllmetry":
             self._instrumentor.instrument(tracer_provider=provider)
@@ -113,6 +117,14 @@ class Variant:
         elif self.name == "openllmetry":
             self._suppress.__exit__(None, None, None)
 
+    def flush(self) -> None:
+        """Wait for what the calls so far left to do in the background (spans, payload uploads)."""
+        if self.name == "tracetape":
+            import tracetape
+
+            tracetape.flush()
+        self._provider.force_flush()
+
     def off(self) -> None:
         if self.name == "tracetape":
             import tracetape
@@ -135,21 +147,6 @@ class Variant:
             self._instrumentor.uninstrument()
 
 
-def _timed(call: Callable[[], Any], count: int) -> tuple[float, float]:
-    """Median µs per call over *count* calls: wall clock, and CPU time of the calling thread.
-
-    The CPU time is what the instrumentation costs the application's thread,
-    and it holds still on a busy machine where the wall clock does not.
-    """
-    walls, cpus = [], []
-    for _ in range(count):
-        wall, cpu = time.perf_counter(), time.thread_time()
-        call()
-        cpus.append(time.thread_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6
-
-
 def _scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], Any]]:
     def plain() -> None:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=TOOLS)
@@ -165,34 +162,54 @@ def _scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> di
     return {"chat": plain, "async": lambda: loop.run_until_complete(plain_async()), "stream": streamed}
 
 
+def _block(run: Callable[[], Any], calls: int, flush: Callable[[], Any]) -> tuple[float, float, float]:
+    """One block of *calls* calls: (median wall µs, median thread CPU µs, process CPU µs per call).
+
+    The process CPU covers every thread of this process (span processors,
+    payload uploads) over the calls and the flush after them, so work an
+    instrumentation moves off the calling thread is still counted.
+    """
+    gc.collect()
+    walls, cpus = [], []
+    process = time.process_time()
+    for _ in range(calls):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        run()
+        cpus.append(time.thread_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    flush()
+    process = (time.process_time() - process) / calls
+    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6, process * 1e6
+
+
+METRICS = ("wall", "cpu", "process")
+
+
 def _measure(scenarios: dict[str, Callable[[], Any]], variant: Variant, calls: int,
-             rounds: int) -> dict[str, dict[str, float]]:
-    """Medians over *rounds* alternating rounds: {"bare"|"instrumented"|"added"[+"_cpu"]: {scenario: µs}}."""
+             rounds: int) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Per metric, scenario and state ("bare", "instrumented"): one figure per round, in µs per call.
+
+    Rounds alternate the order (bare first, then instrumented first, ...), so
+    drift of a shared machine hits both states alike.
+    """
     for run in scenarios.values():
-        _timed(run, max(10, calls // 5))  # warm up: connections, caches, lazy imports
-    series: dict[str, dict[str, list[float]]] = {
-        key: {name: [] for name in scenarios} for key in ("bare", "instrumented", "bare_cpu", "instrumented_cpu")}
-    for _ in range(rounds):
-        for name, run in scenarios.items():
-            wall, cpu = _timed(run, calls)
-            series["bare"][name].append(wall)
-            series["bare_cpu"][name].append(cpu)
-        variant.on()
-        for name, run in scenarios.items():
-            _timed(run, 3)  # the first calls after switching pay one-off costs
-            wall, cpu = _timed(run, calls)
-            series["instrumented"][name].append(wall)
-            series["instrumented_cpu"][name].append(cpu)
-        variant.off()
-    medians = {key: {name: statistics.median(v) for name, v in values.items()} for key, values in series.items()}
-    # Added time: per round, instrumented minus the bare block just before it, so slow drift of a
-    # shared machine cancels out; then the median over rounds.
-    for suffix in ("", "_cpu"):
-        medians["added" + suffix] = {
-            name: statistics.median(i - b for i, b in zip(series["instrumented" + suffix][name],
-                                                        series["bare" + suffix][name]))
-            for name in scenarios}
-    return medians
+        for _ in range(max(10, calls // 2)):  # warm up: connections, caches, lazy imports
+            run()
+    series = {metric: {name: {"bare": [], "instrumented": []} for name in scenarios} for metric in METRICS}
+    for round_ in range(rounds):
+        for state in (("bare", "instrumented") if round_ % 2 == 0 else ("instrumented", "bare")):
+            if state == "instrumented":
+                variant.on()
+            for name, run in scenarios.items():
+                if state == "instrumented":
+                    for _ in range(3):  # the first calls after switching pay one-off costs
+                        run()
+                    variant.flush()
+                for metric, value in zip(METRICS, _block(run, calls, variant.flush)):
+                    series[metric][name][state].append(value)
+            if state == "instrumented":
+                variant.off()
+    return series
 
 
 def main() -> None:
@@ -213,11 +230,11 @@ def main() -> None:
     with openai.OpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0) as client:
         aclient = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0)
         variant = Variant(args.variant, provider, args.collector)
-        medians = _measure(_scenarios(client, aclient, loop), variant, args.calls, args.rounds)
+        series = _measure(_scenarios(client, aclient, loop), variant, args.calls, args.rounds)
         loop.run_until_complete(aclient.close())
     loop.close()
     variant.close()
-    print(json.dumps({"variant": args.variant, "instrumentors": variant.instrumentors, **medians}), flush=True)
+    print(json.dumps({"variant": args.variant, "instrumentors": variant.instrumentors, "series": series}), flush=True)
 
 
 if __name__ == "__main__":

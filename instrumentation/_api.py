@@ -15,6 +15,7 @@ import inspect
 import json
 from typing import Any, Callable, Iterable, Iterator, TypeVar, overload
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -22,23 +23,21 @@ from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
 from . import seam
-from ._boundary import ask_player, recorded_error
+from ._finisher import settle
+from ._boundary import ask_player, recorded_error, tracer
 from ._guard import guarded
-from ._payload import attach, preview, run_finished, to_json_bytes
+from ._payload import attach, preview_of, redacted, run_finished, to_json_bytes
 from ._runs import Run, activate, deactivate
 from ._tasks import new_root, reset
 from ._values import close_run
+from .environment import snapshot
 from .seam import REQUEST, RESPONSE
 
-__all__ = ["run", "tool", "tracer"]
+__all__ = ["run", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 # The replay mode a run was started under (strict, observe, fork, loose); absent on recorded runs.
 REPLAY_MODE = "tracetape.replay.mode"
-
-
-def tracer() -> trace.Tracer:
-    return trace.get_tracer("tracetape")
 
 
 def _mark_error(span: Span, exc: BaseException) -> None:
@@ -51,8 +50,10 @@ def _mark_error(span: Span, exc: BaseException) -> None:
 def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> Iterator[Run]:
     """Mark one agent run: every event inside gets its run id and sequence number.
 
-    The run itself is the first event (an ``invoke_agent`` span); its outcome
-    is ``error`` if the body raises, and the exception passes through unchanged.
+    The run itself is the first event (an ``invoke_agent`` span), the
+    environment it starts in the second (see ``environment``: replay restores
+    it); the run's outcome is ``error`` if the body raises, and the exception
+    passes through unchanged.
     """
     link = guarded(seam.lineage)
     current = Run(run_id or Run.new_id(), agent, tuple(str(t) for t in tags))
@@ -72,6 +73,7 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
     outcome = "ok"
     try:
         with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            snapshot()
             yield current
     except BaseException as exc:
         outcome = "error"
@@ -85,6 +87,7 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
 
 def _finish_run(span: Span, current: Run, outcome: str) -> None:
     close_run(current)
+    settle()  # model calls still being ended add to the run's totals
     span.set_attribute(A.RUN_OUTCOME, outcome)
     span.set_attribute(A.RUN_EVENT_COUNT, current.event_count)
     span.set_attribute(A.RUN_ERROR_COUNT, current.errors)
@@ -94,26 +97,36 @@ def _finish_run(span: Span, current: Run, outcome: str) -> None:
     run_finished(current.run_id, outcome)
 
 
-def _bound_arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> dict[str, Any]:
-    if signature is None:
-        return {"args": list(args), "kwargs": kwargs}
-    bound = signature.bind_partial(*args, **kwargs)
-    return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+class _Binder:
+    """Arguments by parameter name, as ``Signature.bind_partial`` gives them, without its cost when the
+    signature is plain (no ``*args``/``**kwargs``, no positional-only parameters): most tools'."""
 
+    __slots__ = ("signature", "positional", "names")
 
-def _tool_request(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> bytes:
-    return to_json_bytes(_bound_arguments(signature, args, kwargs))
+    def __init__(self, func: Callable[..., Any]) -> None:
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            self.signature = None
+        params = list(self.signature.parameters.values()) if self.signature is not None else []
+        plain = self.signature is not None and all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                                                   for p in params)
+        self.positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD) if plain else None
+        self.names = frozenset(p.name for p in params)
 
-
-def _start_tool(name: str, payload: bytes) -> Span:
-    span = tracer().start_span(f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes={
-        A.EVENT_KIND: EventKind.TOOL_CALL.value,
-        A.GEN_AI_OPERATION_NAME: "execute_tool",
-        A.GEN_AI_TOOL_NAME: name,
-    })
-    attach(span, REQUEST, payload)
-    span.set_attribute(A.GEN_AI_TOOL_CALL_ARGUMENTS, preview(payload.decode("utf-8", "replace")))
-    return span
+    def __call__(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        positional = self.positional
+        if positional is not None and len(args) <= len(positional) and self.names.issuperset(kwargs) \
+                and kwargs.keys().isdisjoint(positional[:len(args)]):
+            bound = dict(zip(positional, args))
+            bound.update(kwargs)
+        elif self.signature is None:
+            return {"args": list(args), "kwargs": kwargs}
+        else:
+            bound = self.signature.bind_partial(*args, **kwargs).arguments
+        bound.pop("self", None)
+        bound.pop("cls", None)
+        return bound
 
 
 def _result_bytes(result: Any) -> bytes:
@@ -122,49 +135,76 @@ def _result_bytes(result: Any) -> bytes:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"), default=repr).encode()
 
 
-def _end_tool(span: Span, result: Any, served: seam.Served | None) -> None:
-    # A served call records the exact bytes it was served, so the replay run holds what the code saw.
-    payload = served.response if served is not None else _result_bytes(result)
-    attach(span, RESPONSE, payload)
-    span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, preview(payload.decode("utf-8", "replace")))
-    span.end()
-
-
-def _fail_tool(span: Span, exc: BaseException) -> None:
-    _mark_error(span, exc)
-    span.end()
-
-
-def _begin_tool(name: str, signature: inspect.Signature | None, args: tuple, kwargs: dict
-                ) -> tuple[Span | None, seam.Served | None]:
-    """The tool call's span, and its recorded outcome when a player serves it."""
-    payload = guarded(_tool_request, signature, args, kwargs)
-    if payload is None:
-        return None, None
-    span = guarded(_start_tool, name, payload)
-    return span, ask_player(span, EventKind.TOOL_CALL, f"execute_tool {name}", payload)
-
-
 def _replayed(served: seam.Served) -> Any:
     if served.error_type:
         raise recorded_error(served)
     return json.loads(served.response) if served.response else None
 
 
-@contextlib.contextmanager
-def _tool_span(span: Span | None, served: seam.Served | None) -> Iterator[list[Any]]:
-    """Run the body inside the tool call's span; the body appends the tool's result to the yielded list."""
-    outcome: list[Any] = []
-    if span is None:
-        yield outcome
-        return
-    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        try:
-            yield outcome
-        except BaseException as exc:
+class _ToolCalls:
+    """The recording of one tool function's calls: the same steps for its sync and async wrappers.
+
+    The app thread does the least it can: the arguments are encoded and redacted once, and the
+    previews are cut from the redacted payloads rather than scanned again.
+    """
+
+    __slots__ = ("name", "span_name", "bind")
+
+    def __init__(self, name: str, func: Callable[..., Any]) -> None:
+        self.name = name
+        self.span_name = f"execute_tool {name}"
+        self.bind = _Binder(func)
+
+    def begin(self, args: tuple, kwargs: dict) -> tuple[Span | None, seam.Served | None, object]:
+        """The call's span (made current), and its recorded outcome when a player serves it."""
+        payload = guarded(self._request, args, kwargs)
+        if payload is None:
+            return None, None, None
+        span = guarded(self._start, payload)
+        served = ask_player(span, EventKind.TOOL_CALL, self.span_name, payload)
+        if span is None:
+            return None, served, None
+        return span, served, otel_context.attach(trace.set_span_in_context(span))
+
+    def _request(self, args: tuple, kwargs: dict) -> bytes:
+        return redacted(REQUEST, to_json_bytes(self.bind(args, kwargs)))
+
+    def _start(self, payload: bytes) -> Span:
+        span = tracer().start_span(self.span_name, kind=SpanKind.INTERNAL, attributes={
+            A.EVENT_KIND: EventKind.TOOL_CALL.value,
+            A.GEN_AI_OPERATION_NAME: "execute_tool",
+            A.GEN_AI_TOOL_NAME: self.name,
+            A.GEN_AI_TOOL_CALL_ARGUMENTS: preview_of(payload),
+        })
+        attach(span, REQUEST, payload, redact=False)
+        return span
+
+    @staticmethod
+    def ended(span: Span | None, token: object, result: Any, served: seam.Served | None) -> Any:
+        if span is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+            guarded(_end_tool, span, result, served)
+        return result
+
+    @staticmethod
+    def failed(span: Span | None, token: object, exc: BaseException) -> None:
+        if span is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
             guarded(_fail_tool, span, exc)
-            raise
-    guarded(_end_tool, span, outcome[0] if outcome else None, served)
+
+
+def _end_tool(span: Span, result: Any, served: seam.Served | None) -> None:
+    # A served call records the exact bytes it was served (redacted when they were recorded), so the replay
+    # run holds what the code saw and a replay of the replay matches byte for byte.
+    payload = served.response if served is not None else redacted(RESPONSE, _result_bytes(result))
+    attach(span, RESPONSE, payload, redact=False)
+    span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, preview_of(payload))
+    span.end()
+
+
+def _fail_tool(span: Span, exc: BaseException) -> None:
+    _mark_error(span, exc)
+    span.end()
 
 
 @overload
@@ -177,31 +217,31 @@ def tool(fn: F | None = None, *, name: str | None = None) -> F | Callable[[F], F
     """Record each call of a tool function (sync or async): arguments, result or error."""
 
     def decorate(func: F) -> F:
-        tool_name = name or func.__name__
-        try:
-            signature: inspect.Signature | None = inspect.signature(func)
-        except (TypeError, ValueError):
-            signature = None
+        calls = _ToolCalls(name or func.__name__, func)
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                span, served = _begin_tool(tool_name, signature, args, kwargs)
-                with _tool_span(span, served) as outcome:
-                    outcome.append(_replayed(served) if served is not None else await func(*args, **kwargs))
-                return outcome[0]
+                span, served, token = calls.begin(args, kwargs)
+                try:
+                    result = _replayed(served) if served is not None else await func(*args, **kwargs)
+                except BaseException as exc:
+                    calls.failed(span, token, exc)
+                    raise
+                return calls.ended(span, token, result, served)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            span, served = _begin_tool(tool_name, signature, args, kwargs)
-            with _tool_span(span, served) as outcome:
-                outcome.append(_replayed(served) if served is not None else func(*args, **kwargs))
-            return outcome[0]
+            span, served, token = calls.begin(args, kwargs)
+            try:
+                result = _replayed(served) if served is not None else func(*args, **kwargs)
+            except BaseException as exc:
+                calls.failed(span, token, exc)
+                raise
+            return calls.ended(span, token, result, served)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate(fn) if fn is not None else decorate
-
-

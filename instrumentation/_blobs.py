@@ -1,7 +1,9 @@
 """Uploads payload bytes to the collector's BlobService, off the app's thread.
 
 The app thread only hashes and enqueues. A worker asks the collector which
-hashes it lacks and streams just those, in chunks. The queue is bounded in
+hashes it lacks and streams just those, in chunks; small payloads first gather
+for a moment (``_LINGER_S``, cut short by a flush), since each exchange with
+the collector costs more than the bytes of a typical payload. The queue is bounded in
 bytes: when the collector is slow or down, new payloads are dropped and
 counted (the span still carries the hash), and the app never waits.
 
@@ -37,6 +39,8 @@ _MAX_ATTEMPTS = 5
 _RPC_TIMEOUT_S = 30.0
 _RELEASE_SLICE_BYTES = 16 * 1024 * 1024
 _UNREACHABLE_AFTER = 2  # consecutive failed uploads after which flush() stops waiting
+_LINGER_S = 0.2  # how long a small upload waits for more payloads (spans wait 5 s for export)
+_LINGER_BYTES = CHUNK_BYTES
 
 
 def sha256_hex(data: bytes) -> str:
@@ -70,6 +74,8 @@ class BlobUploader:
         self._released_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # set while a flush() waits, and from shutdown() on: no lingering
+        self._flushing = 0
         self._idle = threading.Condition(self._lock)
         self._pending: OrderedDict[str, tuple[bytes, str, int]] = OrderedDict()
         self._pending_bytes = 0
@@ -139,6 +145,11 @@ class BlobUploader:
                 held_bytes=self._holds.memory_bytes, spilled_bytes=self._holds.spill_bytes,
                 discarded=self._holds.discarded)
 
+    @property
+    def unreachable(self) -> bool:
+        """Whether the last uploads failed in a row: the collector is down or refuses us."""
+        return self._failing >= _UNREACHABLE_AFTER
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued or released so far was uploaded (or given up on).
 
@@ -146,14 +157,23 @@ class BlobUploader:
         worker keeps retrying in the background, but nobody should wait on a dead collector.
         """
         deadline = time.monotonic() + timeout
+        with self._lock:
+            self._flushing += 1
+            self._hurry.set()
         self._wake.set()
-        with self._idle:
-            while self._pending or self._released or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._failing >= _UNREACHABLE_AFTER:
-                    return False
-                self._idle.wait(remaining)
-        return True
+        try:
+            with self._idle:
+                while self._pending or self._released or self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._failing >= _UNREACHABLE_AFTER:
+                        return False
+                    self._idle.wait(remaining)
+            return True
+        finally:
+            with self._lock:
+                self._flushing -= 1
+                if not self._flushing and not self._closed:
+                    self._hurry.clear()  # the payloads that come next may wait for company again
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Upload what is pending within *timeout*; what cannot be (collector down) is dropped and counted."""
@@ -166,6 +186,7 @@ class BlobUploader:
         with self._lock:
             self._closed = True
         self._stopping.set()
+        self._hurry.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -196,6 +217,10 @@ class BlobUploader:
             backoff = 0.1
             while True:
                 self._wake.wait(timeout=1.0)
+                # Linger for the payloads of the next few calls: one exchange with the collector for
+                # many small payloads costs far less than one each. A flush or shutdown cuts it short.
+                if not self._hurry.is_set() and self._pending_bytes < _LINGER_BYTES:
+                    self._hurry.wait(_LINGER_S)
                 self._wake.clear()
                 with self._lock:
                     if self._closed and (self._failing or not (self._pending or self._released)):
@@ -301,6 +326,8 @@ class BlobUploader:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._hurry = threading.Event()
+        self._flushing = 0
         self._stopping = threading.Event()
         self._failing = 0
         self._pending.clear()

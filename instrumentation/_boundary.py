@@ -23,12 +23,29 @@ from tracetape.schemas import attributes as A
 from tracetape.schemas.errors import RecordedToolError
 from tracetape.schemas.events import EventKind
 
-from . import seam
+from . import redaction, seam
 from ._guard import guarded
 from ._payload import attach
 
-__all__ = ["suppressed", "start", "ask_player", "finish", "record_error", "pack_bytes", "unpack_bytes",
-           "recorded_error"]
+__all__ = ["suppressed", "tracer", "use_provider", "start", "serve", "ask_player", "finish", "record_error",
+           "pack_bytes", "unpack_bytes", "recorded_error"]
+
+# ``trace.get_tracer()`` costs tens of microseconds (a warnings filter and a scope object in the SDK), so
+# every event uses one tracer: the instrumented provider's own while instrumented, else a proxy that
+# follows the global provider once one is set (OTel lets a process set it only once).
+_PROXY = trace.get_tracer("tracetape")
+_tracer: trace.Tracer = _PROXY
+
+
+def tracer() -> trace.Tracer:
+    """The tracer every tracetape event is made with."""
+    return _tracer
+
+
+def use_provider(provider: trace.TracerProvider | None) -> None:
+    """Make events with *provider*'s tracer (``instrument()``), or the global provider's (``None``)."""
+    global _tracer
+    _tracer = provider.get_tracer("tracetape") if provider is not None else _PROXY
 
 
 def suppressed() -> bool:
@@ -38,16 +55,27 @@ def suppressed() -> bool:
 
 def start(name: str, kind: EventKind, request: bytes, attributes: Mapping[str, Any],
           span_kind: SpanKind = SpanKind.CLIENT) -> Span:
-    span = trace.get_tracer("tracetape").start_span(
-        name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes})
+    span = _tracer.start_span(name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes})
     attach(span, seam.REQUEST, request)
     return span
+
+
+def serve(kind: EventKind, name: str, request: bytes) -> seam.Served | None:
+    """Ask the player, if one is installed, with the request redacted as it was recorded.
+
+    The recording holds the redacted request, so a call is compared in that form, or a recording
+    with a secret (or anything a user's rule removes) in its request would never match again.
+    Recording pays nothing for it: without a player, nothing is redacted here.
+    """
+    if seam.active() is None:
+        return None
+    return seam.serve(kind, name, redaction.redact(seam.REQUEST, request))
 
 
 def ask_player(span: Span | None, kind: EventKind, name: str, request: bytes) -> seam.Served | None:
     """The recorded outcome while replaying, else ``None``; a divergence ends the span and propagates."""
     try:
-        return seam.serve(kind, name, request)
+        return serve(kind, name, request)
     except BaseException as exc:
         if span is not None:
             guarded(finish, span, None, exc)

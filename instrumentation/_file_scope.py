@@ -1,7 +1,8 @@
 """Which files are recorded, and reading them for the record.
 
 Roots are directories whose files are recorded; excluded prefixes win over
-roots (a virtualenv inside the project stays out). Both are absolute,
+roots (a virtualenv inside the project stays out, and so do tracetape's own
+packages and data: nothing records itself). Both are absolute,
 normalized paths compared as strings: no symlink resolution, which would cost
 a system call per component on every open.
 """
@@ -9,6 +10,7 @@ a system call per component on every open.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import site
@@ -41,10 +43,24 @@ def _interpreter_dirs() -> list[str]:
     return dirs
 
 
+def _own_dirs() -> list[str]:
+    """tracetape's own code and data: its packages (in the project tree under an editable install),
+    the data directory (embedded store, spool, collector state) and a store given as a directory."""
+    dirs = [config.setting(config.DATA_DIR)]
+    store = config.setting(config.STORE)
+    if store and "://" not in store:
+        dirs.append(store)
+    for name in ("tracetape", "tracetape.instrumentation", "tracetape.replay", "tracetape.collector",
+                 "tracetape.schemas"):
+        spec = importlib.util.find_spec(name)
+        dirs += list(spec.submodule_search_locations or []) if spec is not None else []
+    return dirs
+
+
 class FileScope:
     def __init__(self, roots: Iterable[str], max_bytes: int) -> None:
         self.roots = tuple(sorted({_prefix(r) for r in roots}, key=len, reverse=True))
-        excluded = _interpreter_dirs() + ["/proc", "/dev", "/sys", config.setting(config.DATA_DIR)]
+        excluded = _interpreter_dirs() + ["/proc", "/dev", "/sys"] + _own_dirs()
         self.excluded = tuple(sorted({_prefix(p) for p in excluded}))
         self.max_bytes = max_bytes
 

@@ -150,6 +150,11 @@ class Exchange:
         if self.size <= _KEEP_LIMIT:
             self.parts.append(bytes(chunk))
 
+    def kept(self, chunk: bytes) -> bytes:
+        """*chunk*, kept (for a body read as a stream)."""
+        self.keep(chunk)
+        return chunk
+
     def completed(self) -> None:
         """The whole body was read."""
         self.eof = True

@@ -10,6 +10,7 @@ responses alike.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -42,7 +43,10 @@ class _Flavor:
                                     request=request, extensions={"http_version": f"HTTP/{version}".encode(),
                                                                  "reason_phrase": reason.encode()})
 
-    def recorded(self, response: Any, span: Span, tee: type) -> Any:
+    def recorded(self, response: Any, span: Span | None, tee: type) -> Any:
+        """*response*, its body kept for the event of *span* as it is read (as it is without an event)."""
+        if span is None:
+            return response
         exchange = Exchange(span)
         version = response.extensions.get("http_version", b"HTTP/1.1").decode("ascii", "replace")
         guarded(exchange.head, response.status_code, response.reason_phrase, version.removeprefix("HTTP/"),
@@ -60,14 +64,8 @@ def _stream_classes(module: Any) -> tuple[type, type, type]:
             self._inner, self._exchange = inner, exchange
 
         def __iter__(self) -> Iterator[bytes]:
-            try:
-                for chunk in self._inner:
-                    self._exchange.keep(chunk)
-                    yield chunk
-            except BaseException as exc:
-                self._exchange.finish(exc)
-                raise
-            self._exchange.completed()
+            with _reading(self._exchange):
+                yield from map(self._exchange.kept, self._inner)
 
         def close(self) -> None:
             try:
@@ -80,14 +78,9 @@ def _stream_classes(module: Any) -> tuple[type, type, type]:
             self._inner, self._exchange = inner, exchange
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
+            with _reading(self._exchange):
                 async for chunk in self._inner:
-                    self._exchange.keep(chunk)
-                    yield chunk
-            except BaseException as exc:
-                self._exchange.finish(exc)
-                raise
-            self._exchange.completed()
+                    yield self._exchange.kept(chunk)
 
         async def aclose(self) -> None:
             try:
@@ -114,10 +107,43 @@ def _stream_classes(module: Any) -> tuple[type, type, type]:
     return SyncTee, AsyncTee, ServedStream
 
 
+@contextlib.contextmanager
+def _reading(exchange: Exchange) -> Iterator[None]:
+    """Around the reading of a live body: its end completes the event, anything else ends it with the error."""
+    try:
+        yield
+    except BaseException as exc:
+        exchange.finish(exc)
+        raise
+    exchange.completed()
+
+
 def _begin(request: Any, body: bytes) -> tuple[str, bytes, Span | None]:
     headers = request.headers.multi_items()
     name, payload = describe(request.method, str(request.url), headers, body)
     return name, payload, guarded(open_span, name, payload, request.method, str(request.url), headers, body)
+
+
+def _prepare(flavor: _Flavor, request: Any, body: bytes) -> tuple[Span | None, Any]:
+    """The event's span, and the response when the player serves this request (``None``: go live)."""
+    begun = guarded(_begin, request, body)
+    if begun is None:
+        return None, None
+    name, payload, span = begun
+    served = ask_player(span, EventKind.HTTP, name, payload)
+    if served is None:
+        return span, None
+    return None, serve(span, served, lambda: flavor.served_response(served, request))
+
+
+@contextlib.contextmanager
+def _live(span: Span | None) -> Iterator[None]:
+    """Around the live exchange: an exception before any response ends the event with it."""
+    try:
+        yield
+    except BaseException as exc:
+        failed(span, exc)
+        raise
 
 
 class _SyncTransport:
@@ -129,19 +155,12 @@ class _SyncTransport:
     def handle_request(self, request: Any) -> Any:
         if skip(str(request.url)):
             return self._inner.handle_request(request)
-        begun = guarded(_begin, request, request.read())
-        if begun is None:
-            return self._inner.handle_request(request)
-        name, payload, span = begun
-        served = ask_player(span, EventKind.HTTP, name, payload)
+        span, served = _prepare(self._flavor, request, request.read())
         if served is not None:
-            return serve(span, served, lambda: self._flavor.served_response(served, request))
-        try:
+            return served
+        with _live(span):
             response = self._inner.handle_request(request)
-        except BaseException as exc:
-            failed(span, exc)
-            raise
-        return response if span is None else self._flavor.recorded(response, span, self._flavor.SyncTee)
+        return self._flavor.recorded(response, span, self._flavor.SyncTee)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -154,19 +173,12 @@ class _AsyncTransport:
     async def handle_async_request(self, request: Any) -> Any:
         if skip(str(request.url)):
             return await self._inner.handle_async_request(request)
-        begun = guarded(_begin, request, await request.aread())
-        if begun is None:
-            return await self._inner.handle_async_request(request)
-        name, payload, span = begun
-        served = ask_player(span, EventKind.HTTP, name, payload)
+        span, served = _prepare(self._flavor, request, await request.aread())
         if served is not None:
-            return serve(span, served, lambda: self._flavor.served_response(served, request))
-        try:
+            return served
+        with _live(span):
             response = await self._inner.handle_async_request(request)
-        except BaseException as exc:
-            failed(span, exc)
-            raise
-        return response if span is None else self._flavor.recorded(response, span, self._flavor.AsyncTee)
+        return self._flavor.recorded(response, span, self._flavor.AsyncTee)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -20,7 +20,6 @@ code, and replay lines up with recording.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
@@ -28,23 +27,12 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tracetape.schemas import config
-from tracetape.schemas.config import Setting
+from tracetape.schemas.config import SEQ_FILE, TASK, TRACEPARENT
 
 from . import _tasks
 from ._runs import Run, activate, current_run, deactivate, unuse, use
 
 __all__ = ["RunLink", "ProcessMembership", "child_link", "joined", "SEQ_FILE", "TASK", "TRACEPARENT"]
-
-# To move into schemas/config.py (declared here until then; nothing reads them by literal).
-SEQ_FILE = Setting(
-    "TRACETAPE_SEQ_FILE", "", str,
-    "Shared sequence file of the run a child process joins; set by tracetape for the processes it starts.")
-TASK = Setting(
-    "TRACETAPE_TASK", "", str,
-    "Task path a child process's events are numbered under; set by tracetape for the processes it starts.")
-TRACEPARENT = Setting(
-    "TRACEPARENT", "", str,
-    "W3C trace context of the span that started this process (the OpenTelemetry environment carrier).")
 
 _propagator = TraceContextTextMapPropagator()
 # MCP _meta keys (a custom prefix, as the MCP spec asks of non-protocol keys).
@@ -86,16 +74,6 @@ class RunLink:
                    str(meta.get("traceparent") or ""))
 
 
-def _take_child_task() -> str:
-    """Take the next child index of the current task (what a new thread would get)."""
-    slot = _tasks._slot.get()
-    return slot.child().path if slot is not None else ""
-
-
-def _enter_task(path: str) -> contextvars.Token[Any]:
-    return _tasks._slot.set(_tasks.TaskSlot(path) if path else None)
-
-
 def child_link() -> RunLink | None:
     """A link for work of the current run that starts in another process now; ``None`` outside a run.
 
@@ -107,7 +85,7 @@ def child_link() -> RunLink | None:
         return None
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
-    return RunLink(run.run_id, run.share(), _take_child_task(), carrier.get("traceparent", ""))
+    return RunLink(run.run_id, run.share(), _tasks.child_path(), carrier.get("traceparent", ""))
 
 
 def _context_of(link: RunLink) -> otel_context.Context | None:
@@ -121,7 +99,7 @@ def joined(link: RunLink) -> Iterator[Run]:
     """Inside the block, this context is part of the linked run (one request of a server)."""
     run = Run.joined(link.run_id, link.seq_file)
     run_token = use(run)
-    task_token = _enter_task(link.task)
+    task_token = _tasks.enter(link.task)
     parent = _context_of(link)
     context_token = otel_context.attach(parent) if parent is not None else None
     try:
@@ -140,7 +118,7 @@ class ProcessMembership:
         self.link = link
         self.run = Run.joined(link.run_id, link.seq_file)
         self._run_token = activate(self.run)
-        self._task_token = _enter_task(link.task)
+        self._task_token = _tasks.enter(link.task)
         parent = _context_of(link)
         self._context_token = otel_context.attach(parent) if parent is not None else None
 

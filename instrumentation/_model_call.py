@@ -19,6 +19,7 @@ repeat every byte of the response, and cost as much again to hash and upload.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
-from . import _nesting, seam
+from . import _finisher, _nesting, seam
+from ._boundary import serve, tracer
 from ._genai import forget_previews
 from ._guard import guarded
 from ._patches import PatchSet
@@ -55,7 +57,6 @@ STREAM_OFFSETS = "tracetape.stream.offsets_ms"
 REPLAY_PACE = "tracetape.replay.pace"  # set by a player on Served.attributes: "recorded" paces streams
 
 _UNASKED = object()
-_tracer: trace.Tracer | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ModelCall:
     def serve(self) -> seam.Served | None:
         """Ask the replay seam once per call: a retried attempt gets the same answer."""
         if self.served is _UNASKED:
-            self.served = seam.serve(EventKind.MODEL_CALL, self.name, self.request or b"")
+            self.served = serve(EventKind.MODEL_CALL, self.name, self.request or b"")
         return self.served
 
     def received(self, response: httpx2.Response, asynchronous: bool) -> bool:
@@ -149,17 +150,19 @@ class ModelCall:
 
     def finish(self, error: BaseException | None = None, completed: bool | None = None,
                collected: bool = False) -> None:
-        """End the span, exactly once, from whichever exit comes first."""
+        """End the span, exactly once, from whichever exit comes first (the work of it: off this thread)."""
         try:
             self._once.pop()
         except IndexError:
             return
         if self.finalizer is not None:
             self.finalizer.detach()
-        guarded(_end, self, error, completed, collected)
+        # A stream nobody closed ends when it was last read from, not when the collector found it.
+        ended_ns = self.last_ns if collected else _now()
+        _finisher.submit(functools.partial(guarded, _end, self, error, completed, ended_ns))
 
 
-def _end(call: ModelCall, error: BaseException | None, completed: bool | None, collected: bool) -> None:
+def _end(call: ModelCall, error: BaseException | None, completed: bool | None, ended_ns: int) -> None:
     span = call.span
     attach(span, seam.REQUEST, call.request if call.request is not None else to_json_bytes(call.body))
     attributes: dict[str, Any] = {}
@@ -186,15 +189,8 @@ def _end(call: ModelCall, error: BaseException | None, completed: bool | None, c
         span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
     start = getattr(span, "start_time", None)
-    # A stream nobody closed ends when it was last read from, not when the collector found it.
-    span.end(end_time=start + (call.last_ns - call.started_ns) if collected and start else None)
-
-
-def _tracer_now() -> trace.Tracer:
-    global _tracer
-    if _tracer is None:
-        _tracer = trace.get_tracer("tracetape")
-    return _tracer
+    # Measured where the call ended, whenever this runs.
+    span.end(end_time=start + (ended_ns - call.started_ns) if start else None)
 
 
 def begin(api: Api, provider: str, body: Mapping[str, Any], streaming: bool, server: tuple[str, int] | None,
@@ -212,7 +208,7 @@ def begin(api: Api, provider: str, body: Mapping[str, Any], streaming: bool, ser
         attributes[SERVER_ADDRESS], attributes[SERVER_PORT] = server
     attributes.update(guarded(api.request, body) or {})
     guarded(_demote, trace.get_current_span())
-    span = _tracer_now().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+    span = tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
     return ModelCall(span, api, name, streaming, body)
 
 

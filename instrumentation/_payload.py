@@ -25,20 +25,15 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from tracetape.schemas import attributes as A
-from tracetape.schemas.config import Setting, setting
+from tracetape.schemas.config import PAYLOAD_SAMPLE, setting
 
 from . import redaction
 from ._blobs import BlobStats, BlobUploader, sha256_hex
 
-__all__ = ["configure", "attach", "preview", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
+__all__ = ["configure", "attach", "preview", "preview_of", "redacted", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
            "sampled_in", "PAYLOAD_SAMPLE"]
 
 _log = logging.getLogger(__name__)
-
-# To move into schemas/config.py (declared here until then; nothing reads it by literal).
-PAYLOAD_SAMPLE = Setting(
-    "TRACETAPE_PAYLOAD_SAMPLE", 1, lambda raw: max(1, int(raw)),
-    "Keep the payloads of 1 in N successful runs (failed runs keep all; spans are always kept). 1 keeps all.")
 
 _uploader: BlobUploader | None = None
 _preview_bytes = 2048
@@ -91,8 +86,7 @@ def attach(span: Span, role: str, data: bytes, content_type: str = "application/
     else:
         run_id = _held_by(span)
         digest = uploader.put(data, content_type) if run_id is None else uploader.hold(run_id, data, content_type)
-    span.set_attribute(A.blob_attr(role), digest)
-    span.set_attribute(A.blob_size_attr(role), len(data))
+    span.set_attributes({A.blob_attr(role): digest, A.blob_size_attr(role): len(data)})
     return digest
 
 
@@ -117,6 +111,18 @@ def preview(text: str) -> str:
     if len(text) <= _preview_bytes:
         return redaction.redact_text(text)
     return redaction.redact_text(text[:_preview_bytes + _PREVIEW_MARGIN])[:_preview_bytes] + "…"
+
+
+def preview_of(redacted: bytes) -> str:
+    """The preview of a payload :func:`redacted` already: cut, not scanned a second time."""
+    if len(redacted) <= _preview_bytes:
+        return redacted.decode("utf-8", "replace")
+    return redacted[:_preview_bytes].decode("utf-8", "ignore") + "…"  # a character cut in two is left out
+
+
+def redacted(role: str, data: bytes) -> bytes:
+    """*data* as it is recorded as payload *role* (pass it to :func:`attach` with ``redact=False``)."""
+    return redaction.redact(role, bytes(data))
 
 
 def to_json_bytes(value: Any) -> bytes:

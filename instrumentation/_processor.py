@@ -30,10 +30,8 @@ class RunSpanProcessor(SpanProcessor):
         run = current_run()
         if run is None:
             return
-        span.set_attribute(A.RUN_ID, run.run_id)
-        span.set_attribute(A.SEQ, run.next_seq())
-        span.set_attribute(A.PROJECT, self._project)
-        span.set_attribute(A.TASK, current_task_path())
+        span.set_attributes({A.RUN_ID: run.run_id, A.SEQ: run.next_seq(), A.PROJECT: self._project,
+                             A.TASK: current_task_path()})
         self._open[span.context.span_id] = run
 
     def on_end(self, span: ReadableSpan) -> None:

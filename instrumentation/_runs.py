@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ._counter import LocalTotals, SharedTotals, Totals, UnsequencedTotals, after_fork_in_child
 
-__all__ = ["Run", "current_run", "activate", "deactivate", "use", "unuse"]
+__all__ = ["Run", "current_run", "open_runs", "activate", "deactivate", "use", "unuse"]
 
 _log = logging.getLogger(__name__)
 _JOINED_LIMIT = 64
@@ -115,6 +115,12 @@ _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar("tracetape
 _open_runs: list[Run] = []
 _open_lock = threading.Lock()
 _joined: "OrderedDict[tuple[str, str], Run]" = OrderedDict()
+
+
+def open_runs() -> list[Run]:
+    """The process's open runs, innermost last: the same list object for the life of the process, so
+    the hot path can bind it once and test its truth value per call."""
+    return _open_runs
 
 
 def current_run() -> Run | None:

@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterable
 
 from opentelemetry import context as otel_context
 
-from ._runs import _open_runs
-from ._tasks import TaskSlot, _slot
+from . import _runs
+from ._tasks import TaskSlot, current_slot
 
-__all__ = ["EXCLUDED_CALLERS", "exclude_callers", "open_runs", "task_slot", "caller_excluded", "module_excluded",
+__all__ = ["EXCLUDED_CALLERS", "PASS_THROUGH", "exclude_callers", "open_runs", "task_slot", "caller_excluded", "module_excluded",
            "excluded_modules", "current_otel_context"]
 
 # Module prefixes (a module or a package and everything under it) whose calls are never recorded.
@@ -41,7 +41,7 @@ EXCLUDED_CALLERS: tuple[str, ...] = (
     "importlib", "pkgutil", "site", "warnings", "linecache", "traceback", "tokenize", "uuid", "tempfile",
     "multiprocessing", "subprocess",
     # HTTP stacks and model SDKs: the exchange itself is the recorded (and served) event
-    "httpx", "httpx2", "httpcore", "h11", "h2", "hpack", "anyio", "sniffio", "trio", "urllib3", "requests",
+    "httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2", "hpack", "anyio", "sniffio", "trio", "urllib3", "requests",
     "aiohttp", "websockets", "openai", "anthropic", "mcp",
     # logging and progress display
     "structlog", "loguru", "tqdm", "rich",
@@ -64,13 +64,11 @@ def exclude_callers(prefixes: Iterable[str]) -> None:
 exclude_callers(EXCLUDED_CALLERS)
 
 
-def open_runs() -> list:
-    """The process's list of open runs (the same object every time: cheap to test for truth)."""
-    return _open_runs
+open_runs = _runs.open_runs
 
 
 # The fast accessors below are what the hot path binds to; the functions are for everyone else.
-task_slot: Callable[[], TaskSlot | None] = _slot.get  # the caller's logical task; None outside a run's work
+task_slot: Callable[[], TaskSlot | None] = current_slot  # the caller's logical task; None outside a run's work
 
 
 def module_excluded(name: str | None) -> bool:
@@ -87,9 +85,20 @@ def excluded_modules() -> dict[str | None, bool]:
     return _cache
 
 
+# Modules that only pass a call on (``Path.read_text`` opens the file for its caller): the caller that
+# decides is the first frame outside them.
+PASS_THROUGH: frozenset[str] = frozenset({"pathlib", "codecs", "io", "_pyio", "fileinput"})
+
+
 def caller_excluded(depth: int) -> bool:
-    """Whether the frame *depth* levels above the caller of this function belongs to an excluded module."""
-    return module_excluded(sys._getframe(depth + 1).f_globals.get("__name__"))
+    """Whether the code *depth* levels above the caller of this function belongs to an excluded module,
+    looking through :data:`PASS_THROUGH` helpers to the code that called them."""
+    frame = sys._getframe(depth + 1)
+    name = frame.f_globals.get("__name__")
+    while name in PASS_THROUGH and frame.f_back is not None:
+        frame = frame.f_back
+        name = frame.f_globals.get("__name__")
+    return module_excluded(name)
 
 
 def _context_getter() -> Callable[[], Any]:

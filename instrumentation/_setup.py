@@ -4,25 +4,30 @@ uploader and the client patches, and ``uninstrument()`` that undoes all of it.""
 from __future__ import annotations
 
 import atexit
-from importlib.metadata import entry_points
 import logging
 import os
+import re
+import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tracetape.schemas import attributes as A
 from tracetape.schemas import config
 
-from . import _payload
+from . import _payload, redaction
 from ._blobs import BlobUploader
+from ._boundary import use_provider
+from ._finisher import settle
 from ._patches import PatchSet
 from ._processor import RunSpanProcessor
 from ._tasks import propagation_patches
@@ -70,6 +75,29 @@ def _switch_of(provider: TracerProvider) -> _Switch:
     return switch
 
 
+class _AbortableExporter(SpanExporter):
+    """The OTLP exporter, with :meth:`abort` to stop at once: retries to a dead collector end, the
+    spans still queued are dropped. OTel's own shutdown would wait out its export timeout first."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self._closed = False
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.FAILURE if self._closed else self._inner.export(spans)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def abort(self) -> None:
+        self.shutdown()
+
+    def shutdown(self, timeout_millis: float = 30000) -> None:  # the processor passes its remaining time
+        if not self._closed:
+            self._closed = True
+            self._inner.shutdown()
+
+
 @dataclass
 class Instrumentation:
     """What ``instrument()`` set up; kept so ``uninstrument()`` can undo exactly that."""
@@ -79,6 +107,8 @@ class Instrumentation:
     instrumentors: list[Any]
     switch: _Switch
     patches: PatchSet
+    exporter: _AbortableExporter | None = None
+    target: str = ""
 
 
 _active: Instrumentation | None = None
@@ -111,11 +141,31 @@ def _instrumentors() -> list[Any]:
     return found
 
 
+def _redaction_rules(redact: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """(patterns, hooks) of ``instrument(redact=...)``: regexes (text or compiled) and callables."""
+    patterns, hooks = [], []
+    for rule in redact:
+        if isinstance(rule, (str, re.Pattern)):
+            patterns.append(rule)
+        elif callable(rule):
+            hooks.append(rule)
+        else:
+            raise TypeError(f"redact rules are regexes or callables (role, data) -> data, not {type(rule).__name__}")
+    return patterns, hooks
+
+
 def instrument(endpoint: str | None = None, *, service_name: str | None = None, project: str | None = None,
-               token: str | None = None) -> Instrumentation:
+               token: str | None = None, redact: Iterable[str | re.Pattern[str] | redaction.Hook] = ()
+               ) -> Instrumentation:
     """Record this process: spans over OTLP/gRPC, payloads over the BlobService.
 
     Endpoint precedence: argument, ``OTEL_EXPORTER_OTLP_ENDPOINT``, localhost.
+    *redact*: the user's redaction rules on top of the built-in ones (API keys,
+    bearer tokens, credential fields): regexes whose matches are replaced by
+    ``[REDACTED]`` (only the group named ``secret`` when there is one), and
+    callables ``(role, data: bytes) -> bytes`` (see ``redaction``). They apply
+    to every payload and preview before it is hashed or leaves the process,
+    and to the requests a replay compares with the recording.
     A second call returns the first setup unchanged.
     """
     global _active, _atexit_registered
@@ -130,13 +180,16 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         service = config.setting(config.SERVICE_NAME, service_name) or os.path.basename(sys.argv[0] or "python")
         target, secure = _grpc_target(endpoint)
         metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        redaction.configure(*_redaction_rules(redact))
 
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
             provider = TracerProvider(resource=Resource.create({A.SERVICE_NAME: service, A.PROJECT: project}))
             trace.set_tracer_provider(provider)
+        use_provider(provider)
         switch = _switch_of(provider)
-        exporter = OTLPSpanExporter(endpoint=target, insecure=not secure, headers=dict(metadata) or None)
+        exporter = _AbortableExporter(
+            OTLPSpanExporter(endpoint=target, insecure=not secure, headers=dict(metadata) or None))
         switch.delegates = (RunSpanProcessor(project), BatchSpanProcessor(exporter))
 
         uploader = BlobUploader(target, secure=secure, metadata=metadata,
@@ -147,7 +200,7 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         instrumentors = _instrumentors()
         for instrumentor in instrumentors:
             instrumentor.instrument(tracer_provider=provider)
-        _active = Instrumentation(provider, uploader, instrumentors, switch, patches)
+        _active = Instrumentation(provider, uploader, instrumentors, switch, patches, exporter, target)
         if config.setting(config.REPLAY):
             from tracetape.replay.commands import activate_from_env
 
@@ -163,12 +216,19 @@ def flush(timeout: float = 10.0) -> bool:
     active = _active
     if active is None:
         return True
-    blobs_done = active.uploader.flush(timeout)
+    deadline = time.monotonic() + timeout
+    settle(timeout)  # events still being ended hand over their payloads and spans
+    blobs_done = active.uploader.flush(max(0.0, deadline - time.monotonic()))
     return active.switch.force_flush(int(timeout * 1000)) and blobs_done
 
 
 def uninstrument(timeout: float = 10.0) -> None:
-    """Undo ``instrument()``: patches removed, pending data flushed, exporters closed."""
+    """Undo ``instrument()``: patches removed, pending data flushed, exporters closed.
+
+    Waits up to *timeout* seconds for a collector that answers; one that does
+    not (down, or nothing listening) costs at most :data:`_PROBE_S` more: what
+    is pending is then dropped and counted, not retried.
+    """
     global _active
     with _lock:
         active, _active = _active, None
@@ -177,10 +237,35 @@ def uninstrument(timeout: float = 10.0) -> None:
         for instrumentor in active.instrumentors:
             instrumentor.uninstrument()
         active.patches.undo()
+        settle(timeout)
+        redaction.configure()
+        answers = _answers(active.target)
         # Payloads first: a span read back before its blobs would look broken.
-        active.uploader.shutdown(timeout)
+        active.uploader.shutdown(timeout if answers else 0.0)
         _payload.configure(None, config.setting(config.PREVIEW_BYTES))
+        if active.exporter is not None and (not answers or active.uploader.unreachable):
+            active.exporter.abort()
         active.switch.shutdown()
+        use_provider(None)
+
+
+_PROBE_S = 0.5
+
+
+def _answers(target: str) -> bool:
+    """Whether anything accepts connections at the collector's ``host:port`` (within :data:`_PROBE_S`).
+
+    A target that is not ``host:port`` (a unix socket) is taken to answer: the exporters' own
+    timeouts then apply.
+    """
+    host, _, port = target.rpartition(":")
+    if not port.isdigit() or "/" in target:
+        return True
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=_PROBE_S):
+            return True
+    except OSError:
+        return False
 
 
 def _shutdown_at_exit() -> None:
@@ -188,4 +273,3 @@ def _shutdown_at_exit() -> None:
         uninstrument()
     except Exception:  # noqa: BLE001 - interpreter is exiting; never raise from atexit
         _log.debug("tracetape shutdown failed", exc_info=True)
-

@@ -25,6 +25,7 @@ with what was received so far and ``tracetape.stream.completed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import weakref
@@ -128,73 +129,67 @@ class _Recorder:
         rest, self._pending = self._pending + (b"".join(decoder.flush()) if decoder is not None else b""), b""
         return self._record([rest]) if rest else []
 
-    def _ended(self, error: BaseException | None) -> None:
+    def _delivering(self, event: bytes) -> bytes:
+        """*event* on its way to the SDK: delivering the provider's last event completes the stream."""
+        if event.startswith(self._call.api.terminal):
+            self._call.completed = True
+        return event
+
+    @contextlib.contextmanager
+    def _reading(self, gone: tuple[type[BaseException], ...]) -> Iterator[None]:
+        """Around the reading of the body: every way out of it ends the call, once.
+
+        *gone*: the exceptions that mean the reader went away (not a failure of the stream).
+        """
+        try:
+            yield
+        except gone:
+            self._call.finish(None, None)
+            raise
+        except BaseException as exc:
+            self._rest()
+            self._call.finish(exc, None)
+            raise
         self._rest()
-        self._call.finish(error, True if error is None else None)
+        self._call.finish(None, True)
+
+    def _closed(self) -> None:
+        self._rest()
+        self._call.finish(None, None)
 
 
 class SSERecorder(_Recorder, httpx2.SyncByteStream):
     """A sync response body that records each event on its way to the SDK."""
 
     def __iter__(self) -> Iterator[bytes]:
-        call = self._call
-        terminal = call.api.terminal  # delivering the provider's last event completes the stream
-        try:
+        with self._reading((GeneratorExit,)):
             for chunk in self._inner:
-                for event in self._arrived(chunk):
-                    if event.startswith(terminal):
-                        call.completed = True
-                    yield event
-            for event in self._rest():
-                if event.startswith(terminal):
-                    call.completed = True
-                yield event
-        except GeneratorExit:
-            call.finish(None, None)
-            raise
-        except BaseException as exc:
-            self._ended(exc)
-            raise
-        self._ended(None)
+                yield from map(self._delivering, self._arrived(chunk))
+            yield from map(self._delivering, self._rest())
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            self._rest()
-            self._call.finish(None, None)
+            self._closed()
 
 
 class AsyncSSERecorder(_Recorder, httpx2.AsyncByteStream):
     """The async twin of :class:`SSERecorder`."""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        call = self._call
-        terminal = call.api.terminal  # delivering the provider's last event completes the stream
-        try:
+        with self._reading((GeneratorExit, asyncio.CancelledError)):
             async for chunk in self._inner:
                 for event in self._arrived(chunk):
-                    if event.startswith(terminal):
-                        call.completed = True
-                    yield event
+                    yield self._delivering(event)
             for event in self._rest():
-                if event.startswith(terminal):
-                    call.completed = True
-                yield event
-        except (GeneratorExit, asyncio.CancelledError):
-            call.finish(None, None)  # the reader went away: not a failure of the stream
-            raise
-        except BaseException as exc:
-            self._ended(exc)
-            raise
-        self._ended(None)
+                yield self._delivering(event)
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
-            self._rest()
-            self._call.finish(None, None)
+            self._closed()
 
 
 def install_recorder(response: httpx2.Response, call: Any, asynchronous: bool) -> None:

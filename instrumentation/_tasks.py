@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from ._patches import PatchSet
 
-__all__ = ["TaskSlot", "current_task_path", "new_root", "reset", "propagation_patches", "start_detached"]
+__all__ = ["TaskSlot", "current_task_path", "current_slot", "child_path", "enter", "new_root", "reset",
+           "propagation_patches", "start_detached"]
 
 
 class TaskSlot:
@@ -43,9 +44,24 @@ class TaskSlot:
 _slot: contextvars.ContextVar[TaskSlot | None] = contextvars.ContextVar("tracetape_task", default=None)
 
 
+# The caller's task slot (``None`` outside a run's work): bound, for the hot path of clock and random draws.
+current_slot: Callable[[], TaskSlot | None] = _slot.get
+
+
 def current_task_path() -> str:
     slot = _slot.get()
     return slot.path if slot is not None else ""
+
+
+def child_path() -> str:
+    """Take the next child index of the current task (what a new thread would get); ``""`` outside a run."""
+    slot = _slot.get()
+    return slot.child().path if slot is not None else ""
+
+
+def enter(path: str) -> contextvars.Token[TaskSlot | None]:
+    """Continue task *path* (work handed over from another process) in this context; undo with :func:`reset`."""
+    return _slot.set(TaskSlot(path) if path else None)
 
 
 def new_root() -> contextvars.Token[TaskSlot | None]:

@@ -77,7 +77,7 @@ class ValueSource:
     (a different size asked). *floats*: every value is a ``float``, stored packed.
     """
 
-    __slots__ = ("name", "kind", "encode", "decode", "floats", "request")
+    __slots__ = ("name", "kind", "encode", "decode", "floats", "request", "hot")
 
     def __init__(self, name: str, kind: EventKind, encode: Callable[[Any], Any] | None = None,
                  decode: Callable[[Any, tuple], Any] = _recorded_as_is, *, floats: bool = False) -> None:
@@ -88,19 +88,25 @@ class ValueSource:
         self.floats = floats
         # Positional matching does the rest: what is asked is always "the next values of this source".
         self.request = to_json_bytes({"source": name})
+        self.hot: _Batch | None = None  # the batch the last recorded value went to (see ``draw``)
+        _sources.append(self)
 
 
 class _Batch:
-    __slots__ = ("source", "span", "context", "values", "served", "limit", "diverged")
+    __slots__ = ("source", "span", "slot", "context", "values", "served", "limit", "diverged", "taking")
 
-    def __init__(self, source: ValueSource, span: Any, context: Any, served: list[Any] | None) -> None:
+    def __init__(self, source: ValueSource, span: Any, slot: Any, context: Any, served: list[Any] | None) -> None:
         self.source = source
         self.span = span
+        self.slot = slot
         self.context = context
         self.values: list[Any] = []
         self.served = served
         self.limit = len(served) if served is not None else BATCH_VALUES
         self.diverged = 0
+        # Open, recording (not serving) and not full: the next value of its task and context may go
+        # straight in (the fast path of ``draw``).
+        self.taking = served is None
 
     def record(self, value: Any) -> Any:
         encode = self.source.encode
@@ -125,6 +131,7 @@ class _Batch:
         return value
 
     def close(self) -> None:
+        self.taking = False
         span, self.span = self.span, None
         if span is None:
             return
@@ -168,6 +175,7 @@ class _TaskValues:
 
 
 _MISSING = object()
+_sources: list[ValueSource] = []
 _states: dict[Any, _TaskValues | None] = {}  # task slot -> its values; None: a slot drawing after its run ended
 _by_run: dict[Run, list[_TaskValues]] = {}
 _closed: "weakref.WeakSet[Run]" = weakref.WeakSet()
@@ -182,7 +190,8 @@ def draw(source: ValueSource, live: Callable[..., Any], *args: Any) -> Any:
     """The value for one call of a patched function while some run is open (callers test that first).
 
     Must be called directly by the patched function: the frame above that is the caller judged by
-    ``_scope``. Written flat, with the lookups bound at import: it runs on every recorded call.
+    ``_scope``. Written flat, with the lookups bound at import: it runs on every recorded call. A
+    value of the same task and context as the source's last one goes straight into that batch.
     """
     slot = task_slot()
     if slot is None:
@@ -191,15 +200,29 @@ def draw(source: ValueSource, live: Callable[..., Any], *args: Any) -> Any:
     excluded = _verdicts.get(module)
     if excluded or (excluded is None and module_excluded(module)):
         return live(*args)
+    context = current_otel_context()
+    batch = source.hot
+    if batch is not None and batch.taking and batch.slot is slot and batch.context is context:
+        value = live(*args)
+        values = batch.values
+        values.append(value if source.encode is None else source.encode(value))
+        if len(values) >= BATCH_VALUES:
+            batch.taking = False
+        return value
+    return _draw(source, live, args, slot, context)
+
+
+def _draw(source: ValueSource, live: Callable[..., Any], args: tuple, slot: Any, context: Any) -> Any:
+    """:func:`draw` when the value does not simply go into the source's last batch."""
     state = _states.get(slot, _MISSING)
     if state is _MISSING:
         state = _adopt(slot)
     if state is None:
         return live(*args)
-    context = current_otel_context()
     batch = state.batches.get(source.name)
     if batch is None or batch.context is not context or len(batch.values) >= batch.limit:
-        batch = _open_batch(state, source, context)
+        batch = _open_batch(state, source, slot, context)
+    source.hot = batch
     if batch.served is None:
         return batch.record(live(*args))
     return batch.serve(live, args)
@@ -239,14 +262,14 @@ def _adopt(slot: Any) -> _TaskValues | None:
     return state
 
 
-def _open_batch(state: _TaskValues, source: ValueSource, context: Any) -> _Batch:
+def _open_batch(state: _TaskValues, source: ValueSource, slot: Any, context: Any) -> _Batch:
     old = state.batches.pop(source.name, None)
     if old is not None:
         guarded(old.close)
     span = guarded(start, source.name, source.kind, source.request, {}, SpanKind.INTERNAL)
     served = ask_player(span, source.kind, source.name, source.request)
     values = guarded(decode_batch, served.response) if served is not None else None
-    batch = _Batch(source, span, context, values)
+    batch = _Batch(source, span, slot, context, values)
     state.batches[source.name] = batch
     return batch
 
@@ -274,6 +297,8 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     _states.clear()
     _by_run.clear()
+    for source in _sources:
+        source.hot = None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

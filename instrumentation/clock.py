@@ -46,7 +46,7 @@ from typing import Any, Collection
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from tracetape.schemas.config import Setting, setting
+from tracetape.schemas.config import CLOCK_DATETIME, setting
 from tracetape.schemas.events import EventKind
 
 from ._patches import PatchSet
@@ -56,12 +56,6 @@ from ._values import ValueSource, close_all, draw, recording
 __all__ = ["ClockInstrumentor"]
 
 _REAL_DATETIME = datetime.datetime
-
-# To move into schemas/config.py (declared here until then; nothing reads it by literal).
-CLOCK_DATETIME = Setting(
-    "TRACETAPE_CLOCK_DATETIME", False, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on"),
-    "Also record datetime.datetime.now()/utcnow()/today() (replaces the datetime class; see instrumentation/clock.py).")
-
 
 def _float(recorded: Any, args: tuple) -> float:
     return float(recorded)

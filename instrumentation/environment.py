@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from opentelemetry.trace import SpanKind
 
-from tracetape.schemas.config import Setting, setting
+from tracetape.schemas.config import ENV_ALLOW, setting
 from tracetape.schemas.events import EventKind
 
 from . import seam
@@ -37,11 +37,6 @@ from ._payload import preview, to_json_bytes
 from .redaction import REDACTED, redact_text, secret_name
 
 __all__ = ["snapshot", "configure", "DEFAULT_ENV", "DEFAULT_PACKAGES", "ENV_ALLOW"]
-
-# To move into schemas/config.py (declared here until then; nothing reads it by literal).
-ENV_ALLOW = Setting(
-    "TRACETAPE_ENV_ALLOW", "", str,
-    "Environment variables (comma-separated) recorded at run start, in addition to the defaults.")
 
 DEFAULT_ENV = (
     "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_TIME", "LC_NUMERIC", "TZ", "PYTHONHASHSEED", "PYTHONIOENCODING",
@@ -112,17 +107,31 @@ def snapshot() -> None:
     Call it inside the run, with the run's span current (``tracetape.run()`` does, at start).
     """
     span = guarded(start, NAME, EventKind.ENVIRONMENT, _REQUEST, {}, SpanKind.INTERNAL)
-    served = ask_player(span, EventKind.ENVIRONMENT, NAME, _REQUEST)
+    served = ask_player(span, EventKind.ENVIRONMENT, NAME, _REQUEST) if _recorded_there() else None
     if served is not None:
         guarded(_restore, served)
     if span is not None:
-        guarded(_finish, span)
+        guarded(_finish, span, served)
 
 
-def _finish(span: Any) -> None:
-    # What this process really has (after a replay restored the variables): a diff against the
-    # recording then shows, say, a package upgraded since.
-    payload = to_json_bytes(_current())
+def _recorded_there() -> bool:
+    """Whether a replay's recording has an environment to serve.
+
+    Recordings made before every run began with one have none; that is not the
+    agent doing something new, so the replay is not asked (which, strict,
+    would stop there) and the environment is simply recorded. A player that
+    does not show its recording (``trajectory``) is always asked.
+    """
+    trajectory = getattr(seam.active(), "trajectory", None)
+    if trajectory is None or not hasattr(trajectory, "filter"):
+        return True
+    return bool(guarded(trajectory.filter, EventKind.ENVIRONMENT, default=[True]))
+
+
+def _finish(span: Any, served: seam.Served | None) -> None:
+    # A replay records the environment it served, as every served call does: the replayed run then
+    # reads, and diffs, like the recording.
+    payload = served.response if served is not None else to_json_bytes(_current())
     span.set_attribute(PREVIEW, preview(payload.decode("utf-8", "replace")))
     finish(span, payload)
 

@@ -38,16 +38,15 @@ import os
 import time
 from typing import Any, Collection, Iterable
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind
 
 from tracetape.schemas import attributes as A
-from tracetape.schemas.config import Setting, setting
+from tracetape.schemas.config import FILE_MAX_BYTES, FILE_ROOTS, setting
 from tracetape.schemas.events import EventKind
 
 from . import seam
-from ._boundary import ask_player, finish, record_error, recorded_error, suppressed
+from ._boundary import ask_player, finish, record_error, recorded_error, suppressed, tracer
 from ._file_io import open_tracked, plain_mode, replayed_file
 from ._file_scope import FileScope, Snapshot, snapshot
 from ._blobs import sha256_hex as _sha256
@@ -60,14 +59,6 @@ from .redaction import redact
 __all__ = ["FilesInstrumentor", "configure", "FILE_ROOTS", "FILE_MAX_BYTES"]
 
 _log = logging.getLogger(__name__)
-
-# To move into schemas/config.py (declared here until then; nothing reads them by literal).
-FILE_ROOTS = Setting(
-    "TRACETAPE_FILE_ROOTS", "", str,
-    "Directories (os.pathsep-separated) whose files' reads and writes are recorded; empty: the working directory.")
-FILE_MAX_BYTES = Setting(
-    "TRACETAPE_FILE_MAX_BYTES", 8 * 1024 * 1024, lambda raw: max(0, int(raw)),
-    "Largest file whose bytes are recorded; above it only its size and SHA-256 are kept.")
 
 # To move into schemas/attributes.py (declared here until then).
 FILE_PATH = "tracetape.file.path"
@@ -135,14 +126,9 @@ def _request(relative: str, mode: str, **extra: Any) -> bytes:
     return to_json_bytes({"path": relative, "mode": mode, **extra})
 
 
-# One tracer for the module: ``trace.get_tracer()`` costs a warnings-filter round trip in the SDK, too
-# much per open(). A proxy until the SDK provider is set, it then resolves to it (set once per process).
-_tracer = trace.get_tracer("tracetape")
-
-
 def _start(name: str, kind: EventKind, request: bytes, relative: str, mode: str, start_time: int | None = None
            ) -> Any:
-    span = _tracer.start_span(name, kind=SpanKind.INTERNAL, start_time=start_time, attributes={
+    span = tracer().start_span(name, kind=SpanKind.INTERNAL, start_time=start_time, attributes={
         A.EVENT_KIND: kind.value, FILE_PATH: relative, FILE_MODE: mode})
     attach(span, seam.REQUEST, request)
     return span

@@ -41,19 +41,13 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.distro import BaseDistro
 
 from tracetape.schemas import config
-from tracetape.schemas.config import Setting
+from tracetape.schemas.config import AGENT, TAGS
 
 from ._guard import guarded
 from ._links import child_link
 
 __all__ = ["main", "add_arguments", "run_command", "autostart", "command_env", "TracetapeDistro",
            "AUTOSTART_DIR", "AGENT", "TAGS"]
-
-# To move into schemas/config.py (declared here until then).
-AGENT = Setting(
-    "TRACETAPE_AGENT", "", str,
-    "Agent name: a process started by `tracetape run` / opentelemetry-instrument is wrapped in one run of it.")
-TAGS = Setting("TRACETAPE_TAGS", "", str, "Comma-separated tags of that run.")
 
 AUTOSTART_DIR = str(Path(__file__).with_name("_autostart"))
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP)

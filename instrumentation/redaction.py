@@ -82,7 +82,7 @@ def _literal_prefix(pattern: str | Pattern[str]) -> tuple[str, ...]:
 class _Rule:
     """One pattern, compiled for text (previews) and bytes (payloads)."""
 
-    __slots__ = ("text", "binary", "markers", "binary_markers", "grouped")
+    __slots__ = ("text", "binary", "markers", "binary_markers", "marker_text", "grouped")
     # Markers are searched with compiled literal patterns: faster than ``in`` for short needles.
 
     def __init__(self, pattern: str | Pattern[str], markers: tuple[str, ...] = ()) -> None:
@@ -90,6 +90,7 @@ class _Rule:
         flags = pattern.flags if isinstance(pattern, re.Pattern) else 0
         self.text = re.compile(source, flags)
         self.binary = re.compile(source.encode("utf-8"), flags & ~re.UNICODE)
+        self.marker_text = markers
         self.markers = tuple(re.compile(re.escape(m)).search for m in markers)
         self.binary_markers = tuple(re.compile(re.escape(m.encode("utf-8"))).search for m in markers)
         self.grouped = "secret" in self.text.groupindex
@@ -117,8 +118,41 @@ class _Rule:
         return whole[: start - match.start()] + REDACTED.encode() + whole[end - match.start():]
 
 
+class _RuleSet:
+    """The rules in force, with one alternation of every marker for short data.
+
+    A short payload (tool arguments, a preview, a header) costs more in the
+    per-rule calls than in scanning; one search for any marker usually clears
+    it at once. Long data is scanned marker by marker (literal searches beat
+    one alternation there), so the gate only applies below :data:`_GATE_BYTES`.
+    """
+
+    __slots__ = ("rules", "unmarked", "gate_text", "gate_bytes")
+
+    def __init__(self, rules: tuple[_Rule, ...]) -> None:
+        self.rules = rules
+        self.unmarked = tuple(rule for rule in rules if not rule.markers)
+        markers = sorted({m for rule in rules for m in rule.marker_text})
+        alternation = "|".join(re.escape(m) for m in markers)
+        self.gate_text = re.compile(alternation).search if markers else None
+        self.gate_bytes = re.compile(alternation.encode("utf-8")).search if markers else None
+
+    def for_text(self, text: str) -> tuple[_Rule, ...]:
+        gate = self.gate_text
+        if gate is not None and len(text) <= _GATE_BYTES and gate(text) is None:
+            return self.unmarked
+        return self.rules
+
+    def for_bytes(self, data: bytes) -> tuple[_Rule, ...]:
+        gate = self.gate_bytes
+        if gate is not None and len(data) <= _GATE_BYTES and gate(data) is None:
+            return self.unmarked
+        return self.rules
+
+
+_GATE_BYTES = 512
 _defaults = tuple(_Rule(pattern, markers) for markers, pattern in _DEFAULTS)
-_rules: tuple[_Rule, ...] = _defaults
+_rules = _RuleSet(_defaults)
 _hooks: tuple[Hook, ...] = ()
 
 
@@ -131,13 +165,13 @@ def configure(patterns: Iterable[str | Pattern[str]] = (), hooks: Iterable[Hook]
     """
     global _rules, _hooks
     user = tuple(_Rule(p, _literal_prefix(p)) for p in patterns)
-    _rules = _defaults + user
+    _rules = _RuleSet(_defaults + user)
     _hooks = tuple(hooks)
 
 
 def redact(role: str, data: bytes) -> bytes:
     """*data* with every secret the rules know removed; what gets recorded as payload *role*."""
-    for rule in _rules:
+    for rule in _rules.for_bytes(data):
         data = rule.apply_bytes(data)
     for hook in _hooks:
         try:
@@ -152,7 +186,7 @@ def redact_text(text: str, role: str = "preview") -> str:
     """The text form of :func:`redact`, for previews and other attributes."""
     if _hooks:
         return redact(role, text.encode("utf-8", "surrogatepass")).decode("utf-8", "replace")
-    for rule in _rules:
+    for rule in _rules.for_text(text):
         text = rule.apply_text(text)
     return text
 

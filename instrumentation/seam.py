@@ -40,12 +40,21 @@ RESPONSE = "response"
 
 @dataclass(frozen=True)
 class Served:
-    """A recorded outcome: the response bytes, or the error the call raised."""
+    """A recorded outcome: the response bytes, or the error the call raised.
+
+    ``response_sha256`` is the recorded hash of ``response``: those bytes were
+    redacted and hashed when they were recorded, so the replay run can record
+    them under that hash as they are, without scanning or hashing them again.
+    ``request_sha256`` is the recorded hash of the request when the call asked
+    with exactly the recorded bytes (empty when it matched only canonically).
+    """
 
     response: bytes = b""
     error_type: str = ""  # qualified name of the exception the recorded call raised, if any
     error_message: str = ""
     attributes: Mapping[str, str] = field(default_factory=dict)  # other recorded span attributes
+    response_sha256: str = ""  # empty when nothing was recorded as the response
+    request_sha256: str = ""
 
 
 @dataclass(frozen=True)

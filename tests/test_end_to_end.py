@@ -26,19 +26,20 @@ def test_agent_run_is_stored_and_read_back_in_order(collector, mock_openai, agen
     with replay.open_store(collector.sql) as store:
         trajectory = replay.load(result["run_id"], store=store)
         run = trajectory.run
-        assert (run.agent, run.outcome, run.event_count, run.error_count) == ("weather-agent", "ok", 4, 0)
+        assert (run.agent, run.outcome, run.event_count, run.error_count) == ("weather-agent", "ok", 5, 0)
         assert set(run.tags) == {"demo", "model=gpt-4o"}
         assert [(s.kind, s.name) for s in trajectory] == [
             (EventKind.RUN, "invoke_agent weather-agent"),
+            (EventKind.ENVIRONMENT, "environment"),
             (EventKind.MODEL_CALL, "chat gpt-4o"),
             (EventKind.TOOL_CALL, "execute_tool get_weather"),
             (EventKind.MODEL_CALL, "chat gpt-4o"),
         ]
-        assert [s.seq for s in trajectory] == [1, 2, 3, 4]
+        assert [s.seq for s in trajectory] == [1, 2, 3, 4, 5]
         root = trajectory[0]
         assert all(s.parent_span_id == root.span_id for s in trajectory[1:])
 
-        first, tool, second = trajectory[1], trajectory[2], trajectory[3]
+        first, tool, second = trajectory[2], trajectory[3], trajectory[4]
         assert (first.operation, first.provider, first.request_model) == ("chat", "openai", "gpt-4o")
         assert first.finish_reasons == ("tool_calls",) and second.finish_reasons == ("stop",)
         assert first.input_tokens > 0 and second.output_tokens > 0
@@ -67,7 +68,7 @@ def test_stock_clickhouse_client_reads_while_collector_runs(collector, mock_open
     try:
         rows = client.query("SELECT seq, kind FROM spans FINAL WHERE run_id = {r:String} ORDER BY seq",
                             parameters={"r": result["run_id"]}).result_rows
-        assert rows == [(1, "run"), (2, "model_call"), (3, "tool_call"), (4, "model_call")]
+        assert rows == [(1, "run"), (2, "environment"), (3, "model_call"), (4, "tool_call"), (5, "model_call")]
         assert client.command("SELECT count() FROM runs FINAL") == 1
     finally:
         client.close()
@@ -84,9 +85,9 @@ def test_cli_reads_the_store_after_the_collector_stops(collector, mock_openai, a
     shown = cli("show", result["run_id"][:10], "--data-dir", str(collector.data_dir), "--json")
     assert shown.returncode == 0, shown.stderr
     document = json.loads(shown.stdout)
-    assert [s["kind"] for s in document["steps"]] == ["run", "model_call", "tool_call", "model_call"]
+    assert [s["kind"] for s in document["steps"]] == ["run", "environment", "model_call", "tool_call", "model_call"]
 
-    detail = cli("show", result["run_id"], "--data-dir", str(collector.data_dir), "--step", "3", "--json")
+    detail = cli("show", result["run_id"], "--data-dir", str(collector.data_dir), "--step", "4", "--json")
     assert json.loads(json.loads(detail.stdout)["payloads"]["response"])["sky"] == "cloudy"
 
     text = cli("show", result["run_id"], "--data-dir", str(collector.data_dir))

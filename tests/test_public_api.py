@@ -11,10 +11,18 @@ from tracetape import instrumentation, replay
 
 def test_facade_exports():
     assert sorted(tracetape.__all__) == sorted([
-        "Run", "current_run", "flush", "instrument", "run", "tool", "uninstrument",
+        "BlobStats", "Run", "blob_stats", "current_run", "flush", "instrument", "memory", "run", "tool",
+        "uninstrument",
     ])
     for name in tracetape.__all__:
         assert getattr(tracetape, name) is getattr(instrumentation, name)
+
+
+def test_blob_stats_before_instrument_are_zero():
+    """Not instrumented, nothing is queued, uploaded or dropped: a health check reads zeros, not an error."""
+    code = "import tracetape; print(tracetape.blob_stats() == tracetape.BlobStats())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
 
 
 def test_replay_exports():

@@ -14,8 +14,8 @@ from tracetape.instrumentation.randomness import RandomInstrumentor
 INSTRUMENTORS = (ClockInstrumentor, RandomInstrumentor, FilesInstrumentor)
 
 
-def instrument() -> None:
-    tracetape.instrument()
+def instrument(**options: object) -> None:
+    tracetape.instrument(**options)  # type: ignore[arg-type]
     for cls in INSTRUMENTORS:
         cls().instrument()
 

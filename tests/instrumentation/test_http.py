@@ -145,7 +145,7 @@ def test_exchanges_are_recorded_exactly_and_replay_without_the_server(collector,
     replayed = agent(AGENT, collector, api.url, refused, "--replay", recorded["run_id"], "--store", collector.sql,
                      extra_env=env)
     assert replayed["results"] == recorded["results"]
-    assert replayed["served"] == len(http)
+    assert replayed["served"] == len(http) + 1  # and the environment the run started in
 
 
 def test_redact_url_keeps_everything_but_secrets():
@@ -158,7 +158,7 @@ def test_http_inside_a_model_call_or_under_suppression_is_not_an_event(collector
     env = agent_env(tmp_path, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="")  # the openai instrumentor on, too
     result = agent(AGENTS / "tools_model_agent.py", collector, f"{api.url}/ping", mock=mock_openai, extra_env=env)
     trajectory = load(result["run_id"], collector)
-    assert [s.kind for s in trajectory] == [EventKind.RUN, EventKind.MODEL_CALL, EventKind.HTTP]
+    assert [s.kind for s in trajectory] == [EventKind.RUN, EventKind.ENVIRONMENT, EventKind.MODEL_CALL, EventKind.HTTP]
     http = trajectory.filter(EventKind.HTTP)[0]
     assert http.name.endswith("/ping") and "quiet" not in http.attributes["url.full"] and result["status"] == 200
 

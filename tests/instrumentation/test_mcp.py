@@ -19,7 +19,8 @@ def test_client_requests_are_events_and_the_server_side_lands_under_them(collect
     assert [s.seq for s in steps] == list(range(1, len(steps) + 1))
     assert trajectory.run.event_count == len(steps)
 
-    client = [s for s in steps if s.task == "0" and s.kind is not EventKind.RUN]
+    assert steps[1].kind is EventKind.ENVIRONMENT
+    client = [s for s in steps if s.task == "0" and s.kind not in (EventKind.RUN, EventKind.ENVIRONMENT)]
     assert [(s.kind, s.name) for s in client] == [
         (EventKind.OTHER, "tools/list"),
         (EventKind.TOOL_CALL, "execute_tool add"),
@@ -54,6 +55,6 @@ def test_client_requests_are_events_and_the_server_side_lands_under_them(collect
     # Replay: every request is served from the recording (the server only sees the handshake).
     replayed = agent(AGENT, collector, "--replay", recorded["run_id"], "--store", collector.sql, extra_env=env)
     assert replayed["results"] == recorded["results"]
-    assert replayed["served"] == len(client)
+    assert replayed["served"] == 1 + len(client)  # and the environment the run started in
     again = load(replayed["run_id"], collector)
-    assert [s.name for s in again if s.kind is not EventKind.RUN] == [s.name for s in client]
+    assert [s.name for s in again if s.kind not in (EventKind.RUN, EventKind.ENVIRONMENT)] == [s.name for s in client]

@@ -30,7 +30,8 @@ def test_record_read_back_and_replay_both_sdks(collector, mock_openai, agent) ->
                 [("anthropic", "chat claude-test-model")] * 2
             # The anthropic SDK traces itself: its spans are kept, inside ours, but are not model calls.
             others = [s for s in trajectory if s.kind is EventKind.OTHER]
-            assert len(trajectory) == 1 + len(calls) + len(others) and len(others) == 2
+            assert trajectory[1].kind is EventKind.ENVIRONMENT
+            assert len(trajectory) == 2 + len(calls) + len(others) and len(others) == 2
             assert {s.parent_span_id for s in others} == {s.span_id for s in calls[3:]}
             sent = [r.body for r in mock_openai.requests] + [r.body for r in claude.requests]
             assert [s.blob("request") for s in calls] == sent

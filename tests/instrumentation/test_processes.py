@@ -57,8 +57,9 @@ def test_child_processes_record_into_the_parent_run_and_replay_without_starting(
     # Replay: the children are not started; the parent gets what it read from them back.
     replayed = agent(AGENT, collector, "--replay", recorded["run_id"], "--store", collector.sql, extra_env=env)
     assert replayed["results"] == recorded["results"]
-    # Served: the parent's and the thread's tool calls, and the two Popens (what ran inside them is not asked).
-    assert replayed["served"] == 3 + 2
+    # Served: the environment, the parent's and the thread's tool calls, and the two Popens (what ran
+    # inside them is not asked).
+    assert replayed["served"] == 1 + 3 + 2
     again = load(replayed["run_id"], collector)
     assert sorted(_worker(s) for s in again.filter(EventKind.TOOL_CALL)) == ["parent", "parent", "thread"]
 

@@ -18,8 +18,8 @@ SECRETS = (
     "sk-filekey0123456789abcdef",
     "hunter2-secret-pass",  # in the agent's memory
     "sk-argv0123456789abcdefgh",  # on the command line
-    "alice@example.com",  # personal data: a user hook
-    "123-45-6789",  # personal data: a user regex
+    "alice@example.com",  # personal data (prompt, file, HTTP header): a user hook
+    "123-45-6789",  # personal data (prompt, file): a user regex
 )
 
 
@@ -76,17 +76,31 @@ def test_headers_lose_credentials_by_name_and_by_value():
                                        "x-trace": "Bearer [REDACTED]", "content-type": "application/json"}
 
 
-def test_no_secret_reaches_any_table_of_the_store(tmp_path, collector, mock_openai, agent):
+def test_no_secret_reaches_any_table_of_the_store_and_the_redacted_recording_replays(tmp_path, collector,
+                                                                                     mock_openai, agent):
     root = tmp_path / "work"
     root.mkdir()
     (root / "service.env").write_text(
-        "TOKEN_HEADER=Authorization: Bearer tok_filesecret_abcdef123456\nOPENAI_API_KEY=sk-filekey0123456789abcdef\n",
-        encoding="utf-8")
+        "TOKEN_HEADER=Authorization: Bearer tok_filesecret_abcdef123456\nOPENAI_API_KEY=sk-filekey0123456789abcdef\n"
+        "OWNER=alice@example.com SSN=123-45-6789\n", encoding="utf-8")
+    env = {"TRACETAPE_FILE_ROOTS": str(root)}
     result = agent(AGENT, collector, "--root", str(root), "--api-key", "sk-argv0123456789abcdefgh", mock=mock_openai,
-                   extra_env={"TRACETAPE_FILE_ROOTS": str(root)})
-    assert result["answer"].startswith("The weather in Paris")
+                   extra_env=env)
+    assert result["answer"].startswith("The weather in Paris") and result["config_lines"] == 3
     assert mock_openai.requests[0].headers["authorization"] == "Bearer sk-test-secret-key-123"
     assert "sk-live-0123456789abcdefSECRET" in mock_openai.requests[0].body.decode()
+    assert mock_openai.requests[-1].headers["x-user-email"] == "alice@example.com"
+
+    # The recording holds redacted requests; the same code, replayed strictly, asks with the secrets in
+    # place: the requests are compared redacted, so every call is served and none diverges.
+    asked = len(mock_openai.requests)
+    replayed = agent(AGENT, collector, "--root", str(root), "--api-key", "sk-argv0123456789abcdefgh",
+                     "--replay", result["run_id"], "--store", collector.sql, mock=mock_openai, extra_env=env)
+    assert replayed["divergences"] == []
+    assert replayed["served"] >= 6  # environment, file read, memory, two model calls, tool call, HTTP call
+    assert len(mock_openai.requests) == asked, "a replay makes no call to the provider"
+    # What is served is what was recorded: redacted.
+    assert replayed["answer"] == result["answer"].replace("zzz-tool-secret-material-42", "[REDACTED]")
 
     port = int(collector.sql.rsplit(":", 1)[1])
     client = clickhouse_connect.get_client(host="127.0.0.1", port=port)
@@ -96,7 +110,7 @@ def test_no_secret_reaches_any_table_of_the_store(tmp_path, collector, mock_open
         assert {"spans", "runs", "blobs", "blob_chunks"} <= set(tables)
         recorded = client.command("SELECT count() FROM tracetape.spans WHERE run_id = {r:String}",
                                   parameters={"r": result["run_id"]})
-        assert recorded >= 8  # run, environment, file read, memory, two model calls, tool call
+        assert recorded >= 8  # run, environment, file read, memory, two model calls, tool call, HTTP call
         for table in tables:
             found = client.query(
                 "SELECT arrayFilter(s -> position(formatRow('TSV', *), s) > 0, {s:Array(String)}) AS hits "
