@@ -47,6 +47,7 @@ from .trajectory import Step, Trajectory
 __all__ = ["Mode", "Player"]
 
 _PREVIEW = 300
+_KIND_VALUES = {kind: kind.value for kind in EventKind}
 _CANDIDATES = 3
 _CANDIDATE_POOL = 50
 
@@ -58,33 +59,35 @@ class Mode(str, Enum):
     LOOSE = "loose"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     """A recorded boundary call waiting to be asked for."""
 
     step: Step
+    request: bytes = b""  # the recorded request bytes, set once the payloads are fetched
     consumed: bool = False
     _canonical: bytes | None = None
-
-    @property
-    def request(self) -> bytes:
-        return self.step.blob(seam.REQUEST)
 
     def canonical(self, ignore: frozenset[str]) -> bytes:
         if self._canonical is None:
             self._canonical = canonical_bytes(self.request, ignore)
         return self._canonical
 
-    def served(self) -> seam.Served:
+    def served(self, same_bytes: bool) -> seam.Served:
+        """The recorded outcome; *same_bytes*: the call asked with exactly the recorded request bytes."""
         step = self.step
-        error_type = step.attributes.get(A.ERROR_TYPE, "") or ("Exception" if step.failed else "")
+        digest = step.blobs.get(seam.RESPONSE, "")
+        response = step.blob(seam.RESPONSE) if digest else b""
+        request_digest = step.blobs[seam.REQUEST] if same_bytes else ""
+        if not step.failed and not step.attributes.get(A.ERROR_TYPE):
+            return seam.Served(response, attributes=step.attributes, response_sha256=digest,
+                               request_sha256=request_digest)
+        error_type = step.attributes.get(A.ERROR_TYPE, "") or "Exception"
         message = step.status_message
         short = error_type.rsplit(".", 1)[-1]
-        if short and message.startswith(f"{short}: "):
+        if message.startswith(f"{short}: "):
             message = message[len(short) + 2:]
-        response = step.blob(seam.RESPONSE) if seam.RESPONSE in step.blobs else b""
-        return seam.Served(response=response, error_type=error_type, error_message=message if error_type else "",
-                           attributes=step.attributes)
+        return seam.Served(response, error_type, message, step.attributes, digest, request_digest)
 
 
 def _preview(data: bytes) -> str:
@@ -131,6 +134,8 @@ class Player:
             raise BlobError(f"run {trajectory.run.run_id} cannot be replayed: {len(missing)} recorded payload(s) "
                             f"are not in the store ({listed}{', ...' if len(missing) > 5 else ''}); they were "
                             "dropped by the recording client or sampled out")
+        for slot in self._by_span.values():
+            slot.request = slot.step.blob(seam.REQUEST)
         self._allow = tuple(allow)
         self._guard: NetworkGuard | None = None
 
@@ -197,7 +202,7 @@ class Player:
         run_id, task = seam.call_site()
         if not run_id:
             return None  # outside any run: nothing was recorded there to serve
-        key = (task, kind.value if isinstance(kind, EventKind) else str(kind))
+        key = (task, _KIND_VALUES.get(kind) or str(kind))  # type: ignore[call-overload]
         with self._lock:
             if run_id not in self._runs:
                 self._runs[run_id] = None
@@ -210,14 +215,19 @@ class Player:
                 slot.consumed = True
                 self._cursor[key] = cursor + 1
             position = self._asked[key] = self._asked.get(key, 0) + 1
+            past_fork = slot is not None and self.mode is Mode.FORK and slot.step.index > self.fork_at
+            if slot is not None and not past_fork and request == slot.request and slot.step.name == name:
+                # The usual case, the very bytes recorded: served without a second trip through the lock.
+                self._consume_inside(slot.step.span_id)
+                self.served += 1
+                return slot.served(True)
         if slot is None:
             if self.mode is Mode.FORK:
                 return self._go_live()
             return self._diverge(self._not_recorded(key, name, request, position), None)
-        if self.mode is Mode.FORK and slot.step.index > self.fork_at:
+        if past_fork:
             return self._go_live()
-        if slot.step.name == name and (request == slot.request or
-                                       canonical_bytes(request, self.ignore) == slot.canonical(self.ignore)):
+        if slot.step.name == name and canonical_bytes(request, self.ignore) == slot.canonical(self.ignore):
             return self._serve(slot)
         return self._diverge(self._differs(key, name, request, position, slot), slot)
 
@@ -225,7 +235,7 @@ class Player:
         with self._lock:
             self._consume_inside(slot.step.span_id)
             self.served += 1
-        return slot.served()
+        return slot.served(False)  # the very bytes recorded are served in serve() itself
 
     def _go_live(self) -> None:
         with self._lock:

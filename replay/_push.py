@@ -18,7 +18,7 @@ from tracetape.schemas.errors import MissingExtraError, StoreError, StoreUnavail
 from ._rows import attributes_from_row, restore
 from .tape import Tape
 
-__all__ = ["push_tape"]
+__all__ = ["push_tape", "any_value", "key_values"]
 
 _CHUNK_BYTES = 1 << 20
 _SPANS_PER_EXPORT = 1000
@@ -28,7 +28,8 @@ _SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSU
 _STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
 
-def _any_value(value: Any) -> Any:
+def any_value(value: Any) -> Any:
+    """The OTLP ``AnyValue`` of a Python value: lists become arrays, dicts key-value lists."""
     from opentelemetry.proto.common.v1 import common_pb2
 
     if isinstance(value, bool):
@@ -37,15 +38,28 @@ def _any_value(value: Any) -> Any:
         return common_pb2.AnyValue(int_value=value)
     if isinstance(value, float):
         return common_pb2.AnyValue(double_value=value)
-    if isinstance(value, list):
-        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[_any_value(v) for v in value]))
+    if isinstance(value, bytes):
+        return common_pb2.AnyValue(bytes_value=value)
+    if isinstance(value, (list, tuple)):
+        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[any_value(v) for v in value]))
+    if isinstance(value, dict):
+        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(values=key_values(value)))
     return common_pb2.AnyValue(string_value=str(value))
 
 
-def _key_values(attributes: Mapping[str, Any]) -> list[Any]:
+def key_values(attributes: Mapping[str, Any]) -> list[Any]:
     from opentelemetry.proto.common.v1 import common_pb2
 
-    return [common_pb2.KeyValue(key=key, value=_any_value(value)) for key, value in attributes.items()]
+    return [common_pb2.KeyValue(key=key, value=any_value(value)) for key, value in attributes.items()]
+
+
+def _events(row: Mapping[str, Any]) -> list[Any]:
+    """The span's events (exceptions, stream marks), their attribute texts restored like the span's."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    return [trace_pb2.Span.Event(time_unix_nano=int(time_ns), name=name,
+                                 attributes=key_values({k: restore(v) for k, v in attributes.items()}))
+            for time_ns, name, attributes in row.get("events") or ()]
 
 
 def _span(row: Mapping[str, Any]) -> Any:
@@ -56,7 +70,7 @@ def _span(row: Mapping[str, Any]) -> Any:
         trace_id=bytes.fromhex(row["trace_id"]), span_id=bytes.fromhex(row["span_id"]),
         parent_span_id=bytes.fromhex(row["parent_span_id"]) if row["parent_span_id"] else b"",
         name=row["name"], kind=kind, start_time_unix_nano=int(row["start_ns"]), end_time_unix_nano=int(row["end_ns"]),
-        attributes=_key_values(attributes_from_row(row)),
+        attributes=key_values(attributes_from_row(row)), events=_events(row),
         status=trace_pb2.Status(code=_STATUS.get(row["status_code"], 0), message=row["status_message"]),
     )
 
@@ -76,7 +90,7 @@ def _export_requests(tape: Tape) -> Iterator[Any]:
             by_resource.setdefault(resource, []).append(_span(row))
         yield trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
             trace_pb2.ResourceSpans(
-                resource=resource_pb2.Resource(attributes=_key_values({k: restore(v) for k, v in resource})),
+                resource=resource_pb2.Resource(attributes=key_values({k: restore(v) for k, v in resource})),
                 scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name="tracetape.push"),
                                                   spans=spans)])
             for resource, spans in by_resource.items()])

@@ -78,6 +78,8 @@ def row_from_span(span: Any) -> dict[str, Any]:
         "blob_sizes": sizes,
         "attributes": rest,
         "resource": {k: _text(v) for k, v in resource.items()},
+        "events": [(int(e.timestamp or 0), e.name, {k: _text(v) for k, v in (e.attributes or {}).items()})
+                   for e in span.events],
     }
     for column, key in TEXT_COLUMNS.items():
         row[column] = str(attrs.get(key) or "")

@@ -23,7 +23,8 @@ _SPAN_SELECT = """
 SELECT run_id, seq, trace_id, span_id, parent_span_id, name, kind, span_kind, service_name,
        toUnixTimestamp64Nano(start_time), toUnixTimestamp64Nano(end_time), status_code, status_message,
        operation, provider, request_model, response_model, tool_name, tool_call_id, input_tokens,
-       output_tokens, finish_reasons, blobs, blob_sizes, attributes, resource
+       output_tokens, finish_reasons, blobs, blob_sizes, attributes, resource,
+       arrayMap(e -> tuple(toUnixTimestamp64Nano(e.1), e.2, e.3), events)
 FROM {db}.spans FINAL
 WHERE project = {{project:String}} AND run_id = {{run:String}}
 """
@@ -31,7 +32,7 @@ SPAN_FIELDS = (
     "run_id", "seq", "trace_id", "span_id", "parent_span_id", "name", "kind", "span_kind", "service_name",
     "start_ns", "end_ns", "status_code", "status_message", "operation", "provider", "request_model",
     "response_model", "tool_name", "tool_call_id", "input_tokens", "output_tokens", "finish_reasons", "blobs",
-    "blob_sizes", "attributes", "resource",
+    "blob_sizes", "attributes", "resource", "events",
 )
 RUN_FIELDS = (
     "run_id", "agent", "service_name", "trace_id", "start_ns", "end_ns", "outcome", "error", "tags",

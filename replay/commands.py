@@ -11,8 +11,6 @@ is the agent's if it failed, else 3 when a strict or observe replay diverged.
 
 from __future__ import annotations
 
-from tracetape.schemas import config
-
 import argparse
 import atexit
 import json
@@ -22,21 +20,13 @@ import sys
 import tempfile
 from typing import Any, Callable, Sequence
 
-from tracetape.schemas.config import Setting, setting
+from tracetape.schemas.config import REPLAY, REPLAY_ALLOW, REPLAY_FORK_AT, REPLAY_MODE, REPLAY_REPORT, setting
 from tracetape.schemas.errors import ConfigError
 
 from ._player import Mode, Player
 
-__all__ = ["activate_from_env", "register", "replay_command", "diff_command", "pull_command", "push_command",
-           "REPLAY", "REPLAY_MODE", "REPLAY_FORK_AT", "REPLAY_REPORT", "REPLAY_ALLOW"]
+__all__ = ["activate_from_env", "register", "replay_command", "diff_command", "pull_command", "push_command"]
 
-# To be moved to schemas/config.py.
-REPLAY = config.REPLAY
-REPLAY_MODE = Setting("TRACETAPE_REPLAY_MODE", "strict", str, "Replay mode: strict, observe, fork or loose.")
-REPLAY_FORK_AT = Setting("TRACETAPE_REPLAY_FORK_AT", 0, int, "Fork mode: the last recorded step served.")
-REPLAY_REPORT = Setting("TRACETAPE_REPLAY_REPORT", "", str, "File the replay report (JSON) is written to at exit.")
-REPLAY_ALLOW = Setting("TRACETAPE_REPLAY_ALLOW", "", str,
-                       "Comma-separated host:port that live connections may reach during a replay.")
 DIVERGED = 3
 
 _env_player: Player | None = None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, overload
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol, Sequence, overload
 
 from tracetape.schemas import attributes as A
 from tracetape.schemas.errors import BlobError
@@ -21,7 +22,8 @@ from tracetape.schemas.events import EventKind
 
 from .foreign import normalize
 
-__all__ = ["Step", "RunInfo", "Trajectory", "BlobSource", "order_spans", "verified", "bulk"]
+__all__ = ["Step", "SpanEvent", "RunInfo", "Trajectory", "BlobSource", "order_spans", "verified", "bulk", "steps_of",
+           "events_of", "STEP_COLUMNS"]
 
 
 class BlobSource(Protocol):
@@ -69,6 +71,15 @@ class RunInfo:
     service_name: str = ""
 
 
+class SpanEvent(NamedTuple):
+    """A timestamped event inside a span (an exception with its type, message and stack trace, or what another
+    instrumentation adds); attribute values as text, as the store keeps them."""
+
+    time_ns: int
+    name: str
+    attributes: Mapping[str, str]
+
+
 @dataclass(slots=True)
 class Step:
     """One event of a run. Payload bytes are fetched on first use and checked against their hash."""
@@ -96,6 +107,7 @@ class Step:
     blobs: dict[str, str] = field(default_factory=dict)
     blob_sizes: dict[str, int] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
+    events: tuple[SpanEvent, ...] = ()
     _fetch: Callable[[str], bytes] | None = field(default=None, repr=False, compare=False)
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
@@ -221,6 +233,12 @@ def order_spans(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _KINDS = {kind.value: kind for kind in EventKind}
+# The span row columns a Step is made of, in the order of Step's fields after ``index``.
+STEP_COLUMNS = (
+    "seq", "kind", "name", "span_id", "parent_span_id", "trace_id", "start_ns", "end_ns", "status_code",
+    "status_message", "operation", "provider", "request_model", "response_model", "tool_name", "tool_call_id",
+    "input_tokens", "output_tokens", "finish_reasons", "blobs", "blob_sizes", "attributes", "events",
+)
 
 
 def build(run: RunInfo, spans: list[dict[str, Any]], fetch: Callable[[str], bytes] | None,
@@ -228,6 +246,17 @@ def build(run: RunInfo, spans: list[dict[str, Any]], fetch: Callable[[str], byte
     with bulk():
         steps = [_step(index, span, fetch) for index, span in enumerate(order_spans(spans), start=1)]
     return Trajectory(run, steps, source)
+
+
+def events_of(rows: Iterable[Sequence[Any]]) -> tuple[SpanEvent, ...]:
+    """Span events from (time_ns, name, attributes) rows, as stored and as written in tapes."""
+    return tuple(SpanEvent(int(t), str(n), dict(a)) for t, n, a in rows)
+
+
+def steps_of(columns: Sequence[Iterable[Any]], fetch: Callable[[str], bytes] | None) -> list[Step]:
+    """Steps 1..N from the columns of STEP_COLUMNS, already in step order and typed as Step wants
+    (kind an EventKind, finish reasons a tuple, events SpanEvents): one C-level pass, no row dicts."""
+    return list(map(Step, itertools.count(1), *columns, itertools.repeat(fetch)))
 
 
 def _step(index: int, span: dict[str, Any], fetch: Callable[[str], bytes] | None) -> Step:
@@ -241,7 +270,7 @@ def _step(index: int, span: dict[str, Any], fetch: Callable[[str], bytes] | None
         span["start_ns"], span["end_ns"], span["status_code"], span["status_message"], span["operation"],
         span["provider"], span["request_model"], span["response_model"], span["tool_name"], span["tool_call_id"],
         span["input_tokens"], span["output_tokens"], tuple(span["finish_reasons"]), span["blobs"],
-        span["blob_sizes"], span["attributes"], fetch,
+        span["blob_sizes"], span["attributes"], events_of(span.get("events") or ()), fetch,
     )
 
 

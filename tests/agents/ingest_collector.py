@@ -1,4 +1,5 @@
-"""Helpers of the ingest tests: a handle on a collector process, and OTLP values from Python ones.
+"""Helpers of the ingest tests: a handle on a collector process, and OTLP values from Python ones
+(``any_value``: the builder ``tracetape push`` sends tapes with).
 
 Unlike the ``collector`` fixture, :class:`IngestCollector` (``python -m tracetape collector``)
 takes environment settings (``TRACETAPE_*``: fault injection, small limits), can be killed
@@ -16,30 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from opentelemetry.proto.common.v1 import common_pb2
 
 from tracetape.demo.run_demo import wait_for_state
+from tracetape.replay._push import any_value
+
+__all__ = ["IngestCollector", "any_value", "DATABASE", "EXPORT"]
 
 DATABASE = "tracetape"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-def any_value(value: Any) -> common_pb2.AnyValue:
-    """The OTLP AnyValue of a Python value (lists become arrays, dicts kvlists)."""
-    if isinstance(value, bool):
-        return common_pb2.AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return common_pb2.AnyValue(int_value=value)
-    if isinstance(value, float):
-        return common_pb2.AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return common_pb2.AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[any_value(v) for v in value]))
-    if isinstance(value, dict):
-        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(
-            values=[common_pb2.KeyValue(key=k, value=any_value(v)) for k, v in value.items()]))
-    return common_pb2.AnyValue(string_value=value)
 
 
 class IngestCollector:
@@ -55,7 +40,7 @@ class IngestCollector:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tracetape", "collector", "--data-dir", str(self.data_dir),
-             "--grpc-listen", "127.0.0.1:0", "--sql-listen", "127.0.0.1:0"],
+             "--grpc-listen", "127.0.0.1:0", "--sql-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
             env={**os.environ, **self.env}, stdout=subprocess.DEVNULL)
         self.state = wait_for_state(str(self.data_dir), self.process, timeout)
         return self

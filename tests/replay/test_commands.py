@@ -33,7 +33,7 @@ def test_pull_then_diff_a_tape_against_the_stored_run(recording, tmp_path, capsy
     assert _run("diff", str(out), recording.run_id, "--store", recording.sql, "--json") == 0
     document = json.loads(capsys.readouterr().out)
     assert document["first_divergence"] is None
-    assert document["summary"]["aligned"]["same"] == 8
+    assert document["summary"]["aligned"]["same"] == 9
 
     assert _run("diff", str(out), str(recording.tape)) == 0, "two tapes need no store at all"
     assert "no divergence: the runs match event for event" in capsys.readouterr().out

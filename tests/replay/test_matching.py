@@ -76,3 +76,19 @@ def test_outside_any_run_nothing_is_served(tape):
     with replay.player(tape, mode="observe") as player:
         assert _ask(_request("call_1", "snow")) is None
     assert player.served == 0
+
+
+def test_a_served_call_carries_the_recorded_payload_hashes(tmp_path):
+    # The replay run records what it was served under the recorded hashes, without hashing again.
+    run = RunBuilder("hashes")
+    for city in ("Oslo", "Lima"):
+        run.tool("get_weather", {"city": city}, {"sky": "snow"})
+    tape = run.tape(tmp_path)
+    recorded = tape.trajectory().tool_calls
+    with replay.player(tape, mode="loose"), tracetape.run(agent="hashes"):
+        exact = seam.serve(EventKind.TOOL_CALL, "execute_tool get_weather", json.dumps({"city": "Oslo"}).encode())
+        canonical = _ask({"city": "Lima"}, EventKind.TOOL_CALL, "execute_tool get_weather")
+    assert (exact.response_sha256, exact.request_sha256) == (recorded[0].blobs["response"],
+                                                             recorded[0].blobs["request"])
+    assert (canonical.response_sha256, canonical.request_sha256) == (recorded[1].blobs["response"], ""), \
+        "asked in other bytes (same content): the request is not the recorded payload"

@@ -66,7 +66,7 @@ def test_a_marked_test_is_recorded_once_then_replayed_without_model_calls(pytest
     monkeypatch.setenv("QUESTION", "What's the weather in Lisbon?")
     changed = pytester.runpytest_subprocess(*PLUGIN)
     changed.assert_outcomes(failed=1)
-    changed.stdout.fnmatch_lines(["*DivergenceError: replay diverged at step 2*",
+    changed.stdout.fnmatch_lines(["*DivergenceError: replay diverged at step 3*",
                                   "*messages[[]0[]].content: \"What's the weather in Tokyo?\" → "
                                   "\"What's the weather in Lisbon?\"*"])
     assert tape.read_bytes() == recorded, "replays, passing or failing, leave the tape as it was"

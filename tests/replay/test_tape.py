@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
+from replay_helpers import record
 
 from tracetape import replay
 from tracetape.demo.run_demo import start_collector, stop_collector
 from tracetape.replay.commands import pull_command
-from tracetape.replay.tape import write_tape
+from tracetape.replay.tape import VERSION, write_tape
 from tracetape.schemas.errors import BlobError, TapeError
+
+DATA = Path(__file__).parent / "data"
 
 
 def _shape(trajectory: replay.Trajectory) -> list[tuple]:
     return [(s.index, s.seq, s.kind, s.name, s.task, s.status, tuple(sorted(s.blobs.items())),
-             tuple(sorted(s.attributes.items()))) for s in trajectory]
+             tuple(sorted(s.attributes.items())), s.events) for s in trajectory]
 
 
 def test_a_pulled_tape_holds_the_whole_run(recording, tmp_path):
@@ -27,7 +31,7 @@ def test_a_pulled_tape_holds_the_whole_run(recording, tmp_path):
     # Step-through helpers: every call was made by the run's own task, directly inside the run.
     assert from_tape.in_task("0") == list(from_tape)
     assert from_tape.children(from_tape[0]) == from_tape[1:]
-    assert [s.index for s in from_tape.model_calls] == [2, 4, 5, 7]
+    assert [s.index for s in from_tape.model_calls] == [3, 5, 6, 8]
     assert [s.tool_name for s in from_tape.tool_calls] == ["get_weather", "get_weather", "format_report"]
     with replay.open_store(recording.sql) as store:
         from_store = replay.load(recording.run_id, store=store)
@@ -44,27 +48,56 @@ def test_a_tape_replays_with_no_collector_and_no_store(recording, replay_agent, 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # so the agent does not wait to export at exit
     before = recording.mock.call_count
     done = replay_agent()
-    assert done.code == 0 and done.report["divergences"] == [] and done.report["served"] == 7
+    assert done.code == 0 and done.report["divergences"] == [] and done.report["served"] == 8
     assert done.output == recording.report
     assert recording.mock.call_count == before
     assert not (tmp_path / "nothing-here").exists(), "nothing looked for a store"
 
 
-def test_push_sends_a_tape_into_another_store_through_its_collector(recording, tmp_path):
+def test_pull_push_load_keeps_every_event_of_the_run(recording, tmp_path):
+    # A run whose tools fail: their spans carry exception events (type, message, stack trace).
+    failing = record(recording.env(), tmp_path / "out.txt", "--fail", "builtin,custom")
+    path = replay.pull(failing["run_id"], tmp_path / "failing.tape", store=recording.sql)
+    tape = replay.Tape(path)
+    pulled = tape.trajectory()
+    raised = [(s.tool_name, e.name, e.attributes["exception.type"], e.attributes["exception.message"])
+              for s in pulled for e in s.events]
+    assert raised == [("format_report", "exception", "ValueError", "nothing to report"),
+                      ("format_report", "exception", "__main__.ReportError", "report service unavailable")]
+    assert all("Traceback" in e.attributes["exception.stacktrace"] for s in pulled for e in s.events)
+
     process, state = start_collector(str(tmp_path / "other"), env=dict(os.environ, TRACETAPE_HTTP_LISTEN="127.0.0.1:0"))
     try:
-        tape = replay.Tape(recording.tape)
-        assert replay.push(recording.tape, state["grpc"]) == len(tape.spans)
-        assert replay.push(recording.tape, state["grpc"]) == len(tape.spans), "pushing again is harmless"
-        with replay.open_store(state["sql"]) as store:
-            pushed = replay.load(recording.run_id, store=store)
-            assert _shape(pushed) == _shape(tape.trajectory())
+        assert replay.push(path, state["grpc"]) == len(tape.spans)
+        assert replay.push(path, state["grpc"]) == len(tape.spans), "pushing again is harmless"
+        with replay.open_store(state["sql"]) as store, replay.open_store(recording.sql) as original:
+            pushed = replay.load(failing["run_id"], store=store)
+            assert _shape(pushed) == _shape(pulled) == _shape(replay.load(failing["run_id"], store=original))
+            assert [s.events for s in pushed] == [s.events for s in pulled], "events with their times, exactly"
             assert pushed.run == tape.run, "the collector rebuilt the same run row from the pushed spans"
-            assert len(store.spans(recording.run_id)) == len(tape.spans)
-            for a, b in zip(pushed, tape.trajectory()):
+            assert len(store.spans(failing["run_id"])) == len(tape.spans)
+            for a, b in zip(pushed, pulled):
                 assert {role: a.blob(role) for role in a.blobs} == {role: b.blob(role) for role in b.blobs}
     finally:
         stop_collector(process)
+
+
+def test_a_version_1_tape_is_still_read_and_rewritten_as_the_current_version(tmp_path):
+    # Written by tracetape before tapes went columnar (named .zip: *.tape files are git-ignored).
+    old = replay.Tape(DATA / "format-1-tape.zip")
+    assert old.manifest["version"] == 1
+    steps = old.trajectory()
+    assert [(s.index, s.kind.value, s.name) for s in steps] == [
+        (1, "run", "invoke_agent planner"), (2, "model_call", "chat gpt-4o"),
+        (3, "tool_call", "execute_tool get_weather"), (4, "model_call", "chat gpt-4o")]
+    assert steps[2].json("response") == {"sky": "snow"}
+    assert all(s.events == () for s in steps), "version 1 did not keep span events"
+
+    current = replay.Tape(write_tape(tmp_path / "v2.tape", old.run, old.spans, old.all_blobs()))
+    assert current.manifest["version"] == VERSION == 2
+    assert list(current.trajectory()) == list(steps)
+    assert current.spans == old.spans
+    assert [s.json("response") for s in current.trajectory()[1:]] == [s.json("response") for s in steps[1:]]
 
 
 def test_damaged_or_foreign_files_are_refused(recording, tmp_path):
