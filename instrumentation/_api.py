@@ -26,8 +26,8 @@ from . import seam
 from ._finisher import settle
 from ._boundary import ask_player, recorded_error, tracer
 from ._guard import guarded
-from ._payload import attach, preview_of, redacted, run_finished, to_json_bytes
-from ._runs import Run, activate, deactivate
+from ._payload import payload_attributes, preview_of, redacted, run_finished, run_of, to_json_bytes
+from ._runs import Run, activate, current_run, deactivate
 from ._tasks import new_root, reset
 from ._values import close_run
 from .environment import snapshot
@@ -170,14 +170,15 @@ class _ToolCalls:
         return redacted(REQUEST, to_json_bytes(self.bind(args, kwargs)))
 
     def _start(self, payload: bytes) -> Span:
-        span = tracer().start_span(self.span_name, kind=SpanKind.INTERNAL, attributes={
+        run = current_run()  # the run the span is stamped with at its start
+        attributes = payload_attributes(run.run_id if run is not None else None, REQUEST, payload)
+        attributes.update({
             A.EVENT_KIND: EventKind.TOOL_CALL.value,
             A.GEN_AI_OPERATION_NAME: "execute_tool",
             A.GEN_AI_TOOL_NAME: self.name,
             A.GEN_AI_TOOL_CALL_ARGUMENTS: preview_of(payload),
         })
-        attach(span, REQUEST, payload, redact=False)
-        return span
+        return tracer().start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attributes)
 
     @staticmethod
     def ended(span: Span | None, token: object, result: Any, served: seam.Served | None) -> Any:
@@ -197,8 +198,9 @@ def _end_tool(span: Span, result: Any, served: seam.Served | None) -> None:
     # A served call records the exact bytes it was served (redacted when they were recorded), so the replay
     # run holds what the code saw and a replay of the replay matches byte for byte.
     payload = served.response if served is not None else redacted(RESPONSE, _result_bytes(result))
-    attach(span, RESPONSE, payload, redact=False)
-    span.set_attribute(A.GEN_AI_TOOL_CALL_RESULT, preview_of(payload))
+    attributes = payload_attributes(run_of(span), RESPONSE, payload)
+    attributes[A.GEN_AI_TOOL_CALL_RESULT] = preview_of(payload)
+    span.set_attributes(attributes)
     span.end()
 
 

@@ -30,7 +30,7 @@ from tracetape.schemas.config import PAYLOAD_SAMPLE, setting
 from . import redaction
 from ._blobs import BlobStats, BlobUploader, sha256_hex
 
-__all__ = ["configure", "attach", "preview", "preview_of", "redacted", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
+__all__ = ["configure", "attach", "payload_attributes", "run_of", "preview", "preview_of", "redacted", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
            "sampled_in", "PAYLOAD_SAMPLE"]
 
 _log = logging.getLogger(__name__)
@@ -56,13 +56,15 @@ def configure(uploader: BlobUploader | None, preview_bytes: int, *, sample: int 
     _sample = max(1, setting(PAYLOAD_SAMPLE, sample))
 
 
-def _held_by(span: Span) -> str | None:
-    """The run whose outcome decides on this span's payloads, or ``None`` to upload them now."""
-    if _sample <= 1:
-        return None
-    attributes = getattr(span, "attributes", None) or {}
-    run_id = attributes.get(A.RUN_ID)
-    if not isinstance(run_id, str) or not run_id or sampled_in(run_id, _sample):
+def run_of(span: Span) -> str | None:
+    """The run id stamped on *span* (by the run processor at its start), if any."""
+    run_id = (getattr(span, "attributes", None) or {}).get(A.RUN_ID)
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def _held_by(run_id: str | None) -> str | None:
+    """The run whose outcome decides on a payload of *run_id*, or ``None`` to upload it now."""
+    if _sample <= 1 or run_id is None or sampled_in(run_id, _sample):
         return None
     return run_id
 
@@ -80,14 +82,23 @@ def attach(span: Span, role: str, data: bytes, content_type: str = "application/
     (numbers, hex digests), where the scan would be pure cost.
     """
     data = redaction.redact(role, bytes(data)) if redact else bytes(data)
+    attributes = payload_attributes(run_of(span), role, data, content_type)
+    span.set_attributes(attributes)
+    return attributes[A.blob_attr(role)]
+
+
+def payload_attributes(run_id: str | None, role: str, data: bytes,
+                       content_type: str = "application/json") -> dict[str, Any]:
+    """Queue *data* (already redacted) of a step of *run_id* for upload and return the span attributes that
+    link it, so a hot path can pass them with its other attributes in one call: each attribute call costs
+    the OTel SDK a lock and a validation pass, several µs on the application thread."""
     uploader = _uploader
     if uploader is None:
         digest = sha256_hex(data)
     else:
-        run_id = _held_by(span)
-        digest = uploader.put(data, content_type) if run_id is None else uploader.hold(run_id, data, content_type)
-    span.set_attributes({A.blob_attr(role): digest, A.blob_size_attr(role): len(data)})
-    return digest
+        held = _held_by(run_id)
+        digest = uploader.put(data, content_type) if held is None else uploader.hold(held, data, content_type)
+    return {A.blob_attr(role): digest, A.blob_size_attr(role): len(data)}
 
 
 def run_finished(run_id: str, outcome: str) -> None:
