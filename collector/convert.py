@@ -43,7 +43,8 @@ from tracetape.schemas.errors import InvalidPayload
 
 from .spool import read_varint, varint
 
-__all__ = ["SpanBatch", "ConversionError", "screen_request", "convert_request", "envelope", "TRUNCATION_MARKER"]
+__all__ = ["SpanBatch", "ConversionError", "screen_request", "convert_request", "envelope", "upgrade_envelope",
+           "TRUNCATION_MARKER"]
 
 TRUNCATION_MARKER = "…[tracetape: truncated from {size} bytes]"
 
@@ -234,3 +235,29 @@ def envelope(batch: SpanBatch, ingest_seq: int) -> bytes:
         middle = b"\x12" + varint(len(span))
         out += (b"\x2a", varint(len(head) + len(resource) + len(middle) + len(span)), head, resource, middle, span)
     return b"".join(out)
+
+
+def upgrade_envelope(record: bytes) -> bytes | None:
+    """A span record spooled by a release that wrapped the whole export request (``Envelope`` field 4),
+    rewritten in today's one-row-per-span form; ``None`` when it already is. Without this, a spool left
+    by that release would load as zero spans after an upgrade: acknowledged data silently lost."""
+    fields: dict[int, bytes | int] = {}
+    offset = 0
+    while offset < len(record):
+        key, offset = read_varint(record, offset)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            fields[number], offset = read_varint(record, offset)
+        elif wire == 2:
+            size, offset = read_varint(record, offset)
+            fields[number] = record[offset:offset + size]
+            offset += size
+        else:
+            raise ValueError(f"unexpected wire type {wire} in a spooled envelope")
+    request = fields.get(4)
+    if not isinstance(request, bytes) or 5 in fields:
+        return None
+    project = fields.get(1, b"")
+    batch = SpanBatch(request, project.decode("utf-8") if isinstance(project, bytes) else "", 0,
+                      span_project=bool(fields.get(3, 0)))
+    return envelope(batch, int(fields.get(2, 0)))

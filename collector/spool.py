@@ -100,7 +100,8 @@ class Scan:
 class Spool:
     """Write-ahead segments in *directory*: at most *max_bytes* in all, appended across *lanes* files."""
 
-    def __init__(self, directory: str, max_bytes: int, lanes: int = 2, segment_bytes: int = 16 << 20) -> None:
+    def __init__(self, directory: str, max_bytes: int, lanes: int = 2, segment_bytes: int = 16 << 20,
+                 upgrade: Callable[[bytes], bytes | None] | None = None) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -112,7 +113,30 @@ class Spool:
         self._next = int(names[-1][:-len(_SUFFIX)]) + 1 if names else 1
         self._lanes: list[tuple[str, int, int] | None] = [None] * max(1, lanes)  # (name, fd, bytes)
         self._spans: dict[str, int] = {}  # spans appended per segment by this process
+        if upgrade is not None:
+            for name in names:
+                self._upgrade(name, upgrade)
         METRICS.spool_bytes.set(self._bytes)
+
+    def _upgrade(self, segment: str, upgrade: Callable[[bytes], bytes | None]) -> None:
+        """Rewrite the span records of a segment an older release left, if *upgrade* changes any of them:
+        into a new file, fsync'd, then renamed over the old one, so a crash midway keeps one of the two."""
+        records, _, _ = self._records(segment)
+        rewritten = [(spans, (upgrade(record) if record[:1] == b"\x0a" else None) or record)
+                     for spans, record in records]
+        if all(new is old for (_, new), (_, old) in zip(rewritten, records)):
+            return
+        path = self.path(segment)
+        temporary = path + ".upgrade"
+        with open(temporary, "wb") as fh:
+            fh.write(b"".join(_frame(record, spans) for spans, record in rewritten))
+            fh.flush()
+            os.fsync(fh.fileno())
+        size_before = os.path.getsize(path)
+        os.replace(temporary, path)
+        self._sync_directory()
+        self._bytes += os.path.getsize(path) - size_before
+        _log.info("spool segment %s: upgraded from an earlier release's format", segment)
 
     def path(self, segment: str) -> str:
         return os.path.join(self.directory, segment)

@@ -50,7 +50,7 @@ from tracetape.schemas.config import (BATCH_MAX_BYTES, FAULT_STORE_DOWN_FILE, SP
                                       WRITER_BACKLOG_BYTES, setting)
 from tracetape.schemas.errors import StoreOverloaded, StoreUnavailable
 
-from .convert import SpanBatch, envelope
+from .convert import SpanBatch, envelope, upgrade_envelope
 from .ingest_seq import IngestSequence
 from .loader import SegmentLoader, blob_record, is_http
 from .metrics import METRICS
@@ -95,7 +95,7 @@ def _threads(engine_threads: int | None) -> int:
 
 def _spool(directory: str, limits: WriterLimits, threads: int) -> Spool:
     """One lane per inserter; segments sealed at a share of a batch, so a batch spans several files."""
-    return Spool(directory, limits.spool_bytes, threads, limits.max_batch_bytes // threads)
+    return Spool(directory, limits.spool_bytes, threads, limits.max_batch_bytes // threads, upgrade=upgrade_envelope)
 
 
 class ClickHouseWriter:

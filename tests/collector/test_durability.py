@@ -21,11 +21,12 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
 from tracetape import replay
-from tracetape.collector.spool import Spool, SpoolFull
+from tracetape.collector.spool import Spool, SpoolFull, _frame, varint
 from tracetape.schemas._proto import blobs_pb2, blobs_pb2_grpc
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 sys.path.insert(0, str(AGENTS))
+from collector_helpers import span_request  # noqa: E402
 from ingest_collector import IngestCollector  # noqa: E402
 
 
@@ -197,3 +198,31 @@ def test_spool_is_durable_framed_and_bounded(tmp_path: Path) -> None:
         reopened.append([(b"\x0a" + b"c" * (1 << 20), 1)])
     reopened.remove(segment)
     assert reopened.bytes == 0 and not list((tmp_path / "spool").glob("*.seg"))
+
+
+def test_a_spool_left_by_the_previous_release_is_upgraded_and_loaded(tmp_path: Path) -> None:
+    """That release spooled whole export requests (Envelope field 4); after an upgrade they still load."""
+    request = span_request("old spool", run_id="old-run", count=3).SerializeToString()
+    project = b"default"
+    old = b"\x0a" + varint(len(project)) + project + b"\x10" + varint(7) + b"\x18\x01" \
+        + b"\x22" + varint(len(request)) + request
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "000001.seg").write_bytes(_frame(old, 3))
+
+    collector = IngestCollector(tmp_path).start()
+    try:
+        deadline = time.monotonic() + 60
+        names: list[str] = []
+        while time.monotonic() < deadline and len(names) < 3:
+            client = collector.sql()
+            try:
+                names = sorted(row[0] for row in client.query(
+                    "SELECT name FROM spans FINAL WHERE run_id = 'old-run'").result_rows)
+            finally:
+                client.close()
+            time.sleep(0.2)
+        assert names == ["old spool", "old spool-1", "old spool-2"]
+        assert not list(spool.glob("*.seg")), "the upgraded segment was loaded and removed"
+    finally:
+        assert collector.stop() == 0
