@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from tracetape.schemas.attributes import (
+    GEN_AI_REQUEST_STOP_SEQUENCES, GEN_AI_REQUEST_TOP_K, GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    GEN_AI_REQUEST_PRESENCE_PENALTY,
+)
 from tracetape.schemas import attributes as A
 
 from . import _payload
@@ -26,11 +30,6 @@ __all__ = ["input_message", "input_messages", "output_messages", "chat_request",
            "GEN_AI_REQUEST_STOP_SEQUENCES", "GEN_AI_REQUEST_TOP_K", "GEN_AI_REQUEST_FREQUENCY_PENALTY",
            "GEN_AI_REQUEST_PRESENCE_PENALTY"]
 
-# GenAI names not yet in schemas/attributes.py.
-GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
-GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
-GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
-GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
 
 _CHAT_SAMPLING = {
     "temperature": A.GEN_AI_REQUEST_TEMPERATURE,

@@ -14,6 +14,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opentelemetry.trace import Span
 
+from tracetape.schemas.attributes import HTTP_REQUEST_HEADERS as REQUEST_HEADERS
+from tracetape.schemas.attributes import HTTP_RESPONSE_BODY_TRUNCATED as BODY_TRUNCATED
+from tracetape.schemas.attributes import HTTP_RESPONSE_HEADERS as RESPONSE_HEADERS
+from tracetape.schemas.attributes import HTTP_RESPONSE_REASON as REASON
 from tracetape.schemas import config
 from tracetape.schemas.events import EventKind
 
@@ -29,10 +33,6 @@ __all__ = ["REQUEST_BODY", "RESPONSE_HEADERS", "REQUEST_HEADERS", "redact_url", 
 T = TypeVar("T")
 
 REQUEST_BODY = "request_body"  # payload role: the exact request body bytes
-RESPONSE_HEADERS = "tracetape.http.response.headers"  # JSON [[name, value], ...], secrets redacted
-REQUEST_HEADERS = "tracetape.http.request.headers"  # JSON {name: value}, secrets redacted
-REASON = "tracetape.http.response.reason"
-BODY_TRUNCATED = "tracetape.http.response.body_truncated"
 STATUS = "http.response.status_code"
 PROTOCOL = "network.protocol.version"
 

@@ -31,6 +31,10 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tracetape.schemas.attributes import (
+    RESPONSE_CONTENT_TYPE as CONTENT_TYPE, RESPONSE_REQUEST_ID as REQUEST_ID, STREAM_COMPLETED, STREAM_CHUNKS,
+    STREAM_OFFSETS_MS as STREAM_OFFSETS,
+)
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
@@ -49,11 +53,6 @@ __all__ = ["Api", "ModelCall", "PatchingInstrumentor", "begin", "request_wrapper
 STATUS = "http.response.status_code"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
-CONTENT_TYPE = "tracetape.response.content_type"
-REQUEST_ID = "tracetape.response.request_id"
-STREAM_COMPLETED = "tracetape.stream.completed"
-STREAM_CHUNKS = "tracetape.stream.chunks"
-STREAM_OFFSETS = "tracetape.stream.offsets_ms"
 REPLAY_PACE = "tracetape.replay.pace"  # set by a player on Served.attributes: "recorded" paces streams
 
 _UNASKED = object()

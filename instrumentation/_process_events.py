@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from tracetape.schemas.attributes import SUBPROCESS_OUTPUT_TRUNCATED as OUTPUT_TRUNCATED
 from tracetape.schemas import config
 from tracetape.schemas.events import EventKind
 
@@ -30,7 +31,6 @@ scope: ContextVar[str] = ContextVar("tracetape_subprocess_scope", default="")
 _POPEN_SIGNATURE = inspect.signature(subprocess.Popen.__init__)
 # Output read straight from a live Popen's pipes is kept up to this size for the recording.
 KEEP_LIMIT = 64 * 1024 * 1024
-OUTPUT_TRUNCATED = "tracetape.subprocess.output_truncated"
 _STREAMS = {None: "inherit", subprocess.PIPE: "pipe", subprocess.DEVNULL: "devnull", subprocess.STDOUT: "stdout"}
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from opentelemetry.trace import Span
 
+from tracetape.schemas.attributes import HTTP_RESPONSE_BODY_NOT_CAPTURED as BODY_UNTAPPED
 from tracetape.schemas.events import EventKind
 
 from . import seam
@@ -28,7 +29,6 @@ from ._http import Exchange, describe, failed, library_error, open_span, serve, 
 
 __all__ = ["patches", "BODY_UNTAPPED"]
 
-BODY_UNTAPPED = "tracetape.http.response.body_not_captured"
 
 
 def _body(request: Any) -> bytes:

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 from opentelemetry.trace import SpanKind
 
+from tracetape.schemas.attributes import VALUES_COUNT, VALUES_PREVIEW, VALUES_DIVERGED
 from tracetape.schemas.events import EventKind
 
 from . import seam
@@ -58,9 +59,6 @@ _log = logging.getLogger(__name__)
 
 BATCH_VALUES = 1024
 # To move into schemas/attributes.py (declared here until then).
-VALUES_COUNT = "tracetape.values.count"
-VALUES_PREVIEW = "tracetape.values.preview"
-VALUES_DIVERGED = "tracetape.values.diverged"
 _PREVIEW_VALUES = 8
 
 

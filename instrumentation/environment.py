@@ -27,6 +27,7 @@ from typing import Any, Iterable
 
 from opentelemetry.trace import SpanKind
 
+from tracetape.schemas.attributes import ENVIRONMENT_PREVIEW as PREVIEW
 from tracetape.schemas.config import ENV_ALLOW, setting
 from tracetape.schemas.events import EventKind
 
@@ -50,7 +51,6 @@ DEFAULT_PACKAGES = (
     "smolagents", "instructor", "dspy", "transformers", "opentelemetry-sdk",
 )
 NAME = "environment"
-PREVIEW = "tracetape.environment.preview"  # to move into schemas/attributes.py
 _NOT_RESTORED = ("TRACETAPE_", "OTEL_")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 # Nothing is asked but "the environment": which variables are recorded is configuration, and a

@@ -41,6 +41,9 @@ from typing import Any, Collection, Iterable
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind
 
+from tracetape.schemas.attributes import (
+    FILE_PATH, FILE_MODE, FILE_SIZE, FILE_HASH_ONLY, FILE_CREATED, FILE_ERRNO, FILE_SHA256,
+)
 from tracetape.schemas import attributes as A
 from tracetape.schemas.config import FILE_MAX_BYTES, FILE_ROOTS, setting
 from tracetape.schemas.events import EventKind
@@ -60,14 +63,6 @@ __all__ = ["FilesInstrumentor", "configure", "FILE_ROOTS", "FILE_MAX_BYTES"]
 
 _log = logging.getLogger(__name__)
 
-# To move into schemas/attributes.py (declared here until then).
-FILE_PATH = "tracetape.file.path"
-FILE_MODE = "tracetape.file.mode"
-FILE_SIZE = "tracetape.file.size"
-FILE_SHA256 = "tracetape.file.sha256"
-FILE_HASH_ONLY = "tracetape.file.hash_only"
-FILE_CREATED = "tracetape.file.created"
-FILE_ERRNO = "tracetape.file.errno"
 BEFORE = "before"
 
 _real_open = io.open

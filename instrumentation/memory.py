@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from tracetape.schemas.attributes import MEMORY_NAME, MEMORY_PREVIEW, MEMORY_DIVERGED
 from tracetape.schemas.events import EventKind
 
 from . import seam
@@ -33,9 +34,6 @@ __all__ = ["memory"]
 _log = logging.getLogger(__name__)
 
 # To move into schemas/attributes.py (declared here until then).
-MEMORY_NAME = "tracetape.memory.name"
-MEMORY_PREVIEW = "tracetape.memory.preview"
-MEMORY_DIVERGED = "tracetape.memory.diverged"
 
 
 def memory(name: str, value: Any) -> None:

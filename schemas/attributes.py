@@ -18,6 +18,35 @@ __all__ = [
     "RUN_ID", "TASK", "SEQ", "EVENT_KIND", "PROJECT", "RUN_TAGS", "RUN_OUTCOME", "RUN_EVENT_COUNT",
     "RUN_ERROR_COUNT", "RUN_PARENT_ID", "RUN_FORK_STEP", "BLOB_PREFIX", "BLOB_SIZE_PREFIX",
     "blob_attr", "blob_size_attr", "PREVIEW_TRUNCATED",
+    "HTTP_RESPONSE_BODY_NOT_CAPTURED",
+    "VALUES_COUNT",
+    "VALUES_PREVIEW",
+    "VALUES_DIVERGED",
+    "FILE_PATH",
+    "FILE_MODE",
+    "FILE_SIZE",
+    "FILE_HASH_ONLY",
+    "FILE_CREATED",
+    "FILE_ERRNO",
+    "FILE_SHA256",
+    "ENVIRONMENT_PREVIEW",
+    "MEMORY_NAME",
+    "MEMORY_PREVIEW",
+    "MEMORY_DIVERGED",
+    "SUBPROCESS_OUTPUT_TRUNCATED",
+    "HTTP_RESPONSE_HEADERS",
+    "HTTP_REQUEST_HEADERS",
+    "HTTP_RESPONSE_REASON",
+    "HTTP_RESPONSE_BODY_TRUNCATED",
+    "RESPONSE_CONTENT_TYPE",
+    "RESPONSE_REQUEST_ID",
+    "STREAM_COMPLETED",
+    "STREAM_CHUNKS",
+    "STREAM_OFFSETS_MS",
+    "GEN_AI_REQUEST_STOP_SEQUENCES",
+    "GEN_AI_REQUEST_TOP_K",
+    "GEN_AI_REQUEST_FREQUENCY_PENALTY",
+    "GEN_AI_REQUEST_PRESENCE_PENALTY",
 ]
 
 # OpenTelemetry GenAI semantic conventions (gen_ai.* as of semconv 1.37+).
@@ -45,6 +74,10 @@ GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 ERROR_TYPE = "error.type"
 SERVICE_NAME = "service.name"
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
 
 # tracetape's own.
 RUN_ID = "tracetape.run.id"
@@ -60,6 +93,33 @@ RUN_ERROR_COUNT = "tracetape.run.error_count"
 RUN_PARENT_ID = "tracetape.run.parent_id"
 RUN_FORK_STEP = "tracetape.run.fork_step"
 PREVIEW_TRUNCATED = "tracetape.preview.truncated"
+
+# Details of particular event kinds.
+HTTP_RESPONSE_BODY_NOT_CAPTURED = "tracetape.http.response.body_not_captured"
+VALUES_COUNT = "tracetape.values.count"
+VALUES_PREVIEW = "tracetape.values.preview"
+VALUES_DIVERGED = "tracetape.values.diverged"
+FILE_PATH = "tracetape.file.path"
+FILE_MODE = "tracetape.file.mode"
+FILE_SIZE = "tracetape.file.size"
+FILE_HASH_ONLY = "tracetape.file.hash_only"
+FILE_CREATED = "tracetape.file.created"
+FILE_ERRNO = "tracetape.file.errno"
+FILE_SHA256 = "tracetape.file.sha256"
+ENVIRONMENT_PREVIEW = "tracetape.environment.preview"
+MEMORY_NAME = "tracetape.memory.name"
+MEMORY_PREVIEW = "tracetape.memory.preview"
+MEMORY_DIVERGED = "tracetape.memory.diverged"
+SUBPROCESS_OUTPUT_TRUNCATED = "tracetape.subprocess.output_truncated"
+HTTP_RESPONSE_HEADERS = "tracetape.http.response.headers"  # JSON [[name, value], ...], secrets redacted
+HTTP_REQUEST_HEADERS = "tracetape.http.request.headers"  # JSON {name: value}, secrets redacted
+HTTP_RESPONSE_REASON = "tracetape.http.response.reason"
+HTTP_RESPONSE_BODY_TRUNCATED = "tracetape.http.response.body_truncated"
+RESPONSE_CONTENT_TYPE = "tracetape.response.content_type"
+RESPONSE_REQUEST_ID = "tracetape.response.request_id"
+STREAM_COMPLETED = "tracetape.stream.completed"
+STREAM_CHUNKS = "tracetape.stream.chunks"
+STREAM_OFFSETS_MS = "tracetape.stream.offsets_ms"
 
 # A payload is linked by two attributes: tracetape.blob.<role> = sha256 hex,
 # tracetape.blob_size.<role> = byte length. Roles: request, response, result, ...
