@@ -228,36 +228,28 @@ def envelope(batch: SpanBatch, ingest_seq: int) -> bytes:
     cheaper in ClickHouse for ~1 µs of slicing here.
     """
     project = batch.project.encode("utf-8")
-    out = [b"\x0a", varint(len(project)), project, b"\x10", varint(ingest_seq),
-           b"\x18\x01" if batch.span_project else b""]
-    for resource, span in span_rows(batch.payload):
+    return b"".join([b"\x0a", varint(len(project)), project, b"\x10", varint(ingest_seq),
+                     b"\x18\x01" if batch.span_project else b"", *_row_fields(batch.payload)])
+
+
+def _row_fields(payload: bytes) -> Iterator[bytes]:
+    """The pieces of the ``Envelope.rows`` fields (tag, length, ``Row``) of every span of an export request,
+    unjoined, so that the caller's one join is the only copy of the span bytes."""
+    for resource, span in span_rows(payload):
         head = b"\x0a" + varint(len(resource))
         middle = b"\x12" + varint(len(span))
-        out += (b"\x2a", varint(len(head) + len(resource) + len(middle) + len(span)), head, resource, middle, span)
-    return b"".join(out)
+        yield from (b"\x2a", varint(len(head) + len(resource) + len(middle) + len(span)), head, resource, middle, span)
 
 
 def upgrade_envelope(record: bytes) -> bytes | None:
     """A span record spooled by a release that wrapped the whole export request (``Envelope`` field 4),
     rewritten in today's one-row-per-span form; ``None`` when it already is. Without this, a spool left
-    by that release would load as zero spans after an upgrade: acknowledged data silently lost."""
-    fields: dict[int, bytes | int] = {}
-    offset = 0
-    while offset < len(record):
-        key, offset = read_varint(record, offset)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            fields[number], offset = read_varint(record, offset)
-        elif wire == 2:
-            size, offset = read_varint(record, offset)
-            fields[number] = record[offset:offset + size]
-            offset += size
-        else:
-            raise ValueError(f"unexpected wire type {wire} in a spooled envelope")
-    request = fields.get(4)
-    if not isinstance(request, bytes) or 5 in fields:
+    by that release would load as zero spans after an upgrade: acknowledged data silently lost.
+
+    Fields 1-3 (project, ingest sequence, span_project) are the same in both forms and stay as they are."""
+    bodies = [(number, start, end) for number, start, end in _fields(record, 0, len(record)) if number in (4, 5)]
+    if [number for number, _, _ in bodies] != [4]:
         return None
-    project = fields.get(1, b"")
-    batch = SpanBatch(request, project.decode("utf-8") if isinstance(project, bytes) else "", 0,
-                      span_project=bool(fields.get(3, 0)))
-    return envelope(batch, int(fields.get(2, 0)))
+    _, start, end = bodies[0]
+    tag_start = start - 1 - len(varint(end - start))  # field 4's tag (one byte) and length precede its bytes
+    return b"".join([record[:tag_start], *_row_fields(record[start:end]), record[end:]])
