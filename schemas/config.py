@@ -142,11 +142,16 @@ __all__ += ["HTTP_LISTEN", "MAX_REQUEST_BYTES", "TLS_CERT", "TLS_KEY", "LOG_FORM
             "FAULT_STORE_DOWN_FILE"]
 
 
-def _parse_log_format(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("text", "json"):
-        raise ValueError(f"log format is text or json, got {raw!r}")
-    return value
+def _one_of(*choices: str) -> Callable[[str], str]:
+    """A parser that accepts one of *choices*, in any case."""
+    listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be {listed}, got {raw!r}")
+        return value
+    return parse
 
 
 def _parse_bytes(raw: str) -> int:
@@ -167,7 +172,7 @@ TLS_CERT = Setting(
     "TRACETAPE_TLS_CERT", "", str, "PEM certificate chain; with TLS_KEY, gRPC and every HTTP listener use TLS.")
 TLS_KEY = Setting("TRACETAPE_TLS_KEY", "", str, "PEM private key of TLS_CERT.")
 LOG_FORMAT = Setting(
-    "TRACETAPE_LOG_FORMAT", "text", _parse_log_format, "Collector log lines: text, or json (one object per line).")
+    "TRACETAPE_LOG_FORMAT", "text", _one_of("text", "json"), "Collector log lines: text, or json (one object per line).")
 CONFIG_FILE = Setting("TRACETAPE_CONFIG", "", str, "TOML file of collector settings (keys as in CollectorConfig).")
 MAX_ATTRIBUTE_BYTES = Setting(
     "TRACETAPE_MAX_ATTRIBUTE_BYTES", 4 * 1024 * 1024, _parse_bytes,
@@ -191,17 +196,7 @@ FAULT_STORE_DOWN_FILE = Setting(
 
 __all__ += ["REPLAY_MODE", "REPLAY_FORK_AT", "REPLAY_REPORT", "REPLAY_ALLOW"]
 
-_REPLAY_MODES = ("strict", "observe", "fork", "loose")
-
-
-def _parse_replay_mode(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in _REPLAY_MODES:
-        raise ValueError(f"replay mode is one of {', '.join(_REPLAY_MODES)}, got {raw!r}")
-    return value
-
-
-REPLAY_MODE = Setting("TRACETAPE_REPLAY_MODE", "strict", _parse_replay_mode,
+REPLAY_MODE = Setting("TRACETAPE_REPLAY_MODE", "strict", _one_of("strict", "observe", "fork", "loose"),
                       "Replay mode: strict, observe, fork or loose.")
 REPLAY_FORK_AT = Setting("TRACETAPE_REPLAY_FORK_AT", 0, int,
                          "Fork mode: the last recorded step served (1-based); live after it.")
