@@ -119,13 +119,9 @@ def _recorded_there() -> bool:
 
     Recordings made before every run began with one have none; that is not the
     agent doing something new, so the replay is not asked (which, strict,
-    would stop there) and the environment is simply recorded. A player that
-    does not show its recording (``trajectory``) is always asked.
+    would stop there) and the environment is simply recorded.
     """
-    trajectory = getattr(seam.active(), "trajectory", None)
-    if trajectory is None or not hasattr(trajectory, "filter"):
-        return True
-    return bool(guarded(trajectory.filter, EventKind.ENVIRONMENT, default=[True]))
+    return bool(guarded(seam.recorded, EventKind.ENVIRONMENT, default=True))
 
 
 def _finish(span: Any, served: seam.Served | None) -> None:

@@ -31,7 +31,7 @@ from tracetape.schemas.events import EventKind
 from ._runs import current_run
 from ._tasks import current_task_path
 
-__all__ = ["Served", "Player", "Lineage", "serve", "install", "uninstall", "active", "call_site", "lineage",
+__all__ = ["Served", "Player", "Lineage", "serve", "install", "uninstall", "active", "call_site", "lineage", "recorded",
            "REQUEST", "RESPONSE"]
 
 REQUEST = "request"
@@ -72,7 +72,7 @@ class Player(Protocol):
 
         *name* is the span name of the boundary event (``chat gpt-4o``,
         ``execute_tool get_weather``). Players may also define
-        ``lineage() -> Lineage | None``.
+        ``lineage() -> Lineage | None`` and ``recorded(kind) -> bool``.
         """
 
 
@@ -99,6 +99,12 @@ def lineage() -> Lineage | None:
     """The link a run starting now gets to the run being replayed, if a player says so."""
     link = getattr(_player, "lineage", None)
     return link() if link is not None else None
+
+
+def recorded(kind: EventKind) -> bool:
+    """Whether the recording being replayed holds any event of *kind* (``True`` when the player can't say)."""
+    has = getattr(_player, "recorded", None)
+    return True if has is None else bool(has(kind))
 
 
 def install(player: Player) -> None:

@@ -192,6 +192,9 @@ class Player:
         return [slot for slots in self._slots.values() for slot in slots
                 if not slot.consumed and not (self.mode is Mode.FORK and slot.step.index > self.fork_at)]
 
+    def recorded(self, kind: EventKind) -> bool:
+        return bool(self.trajectory.filter(kind))
+
     def lineage(self) -> seam.Lineage:
         return seam.Lineage(self.trajectory.run.run_id, self.fork_at if self.mode is Mode.FORK else 0,
                             self.mode.value)
