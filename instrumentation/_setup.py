@@ -172,7 +172,7 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
     with _lock:
         if _active is not None:
             return _active
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from ._otlp_wire import WireSpanExporter  # grpc is imported by instrument(), not by import tracetape
 
         endpoint = config.setting(config.OTLP_ENDPOINT, endpoint)
         project = config.setting(config.PROJECT, project)
@@ -189,8 +189,8 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         use_provider(provider)
         switch = _switch_of(provider)
         exporter = _AbortableExporter(
-            OTLPSpanExporter(endpoint=target, insecure=not secure, headers=dict(metadata) or None))
-        switch.delegates = (RunSpanProcessor(project), BatchSpanProcessor(exporter))
+            WireSpanExporter(endpoint=target, insecure=not secure, headers=dict(metadata) or None))
+        switch.delegates = (RunSpanProcessor(project, provider.resource), BatchSpanProcessor(exporter))
 
         uploader = BlobUploader(target, secure=secure, metadata=metadata,
                                 max_queue_bytes=config.setting(config.BLOB_QUEUE_BYTES))
