@@ -26,6 +26,8 @@ from tracetape.schemas.events import EventKind
 from . import redaction, seam
 from ._guard import guarded
 from ._payload import attach
+from ._processor import run_stamp
+from ._runs import current_run
 
 __all__ = ["suppressed", "tracer", "use_provider", "start", "serve", "ask_player", "finish", "record_error",
            "pack_bytes", "unpack_bytes", "recorded_error"]
@@ -55,7 +57,9 @@ def suppressed() -> bool:
 
 def start(name: str, kind: EventKind, request: bytes, attributes: Mapping[str, Any],
           span_kind: SpanKind = SpanKind.CLIENT) -> Span:
-    span = _tracer.start_span(name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes})
+    run = current_run()
+    stamp = run_stamp(run) if run is not None else {}
+    span = _tracer.start_span(name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes, **stamp})
     attach(span, seam.REQUEST, request)
     return span
 
