@@ -38,10 +38,10 @@ from typing import Any, Iterator
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tracetape.schemas.wire import read_varint, varint
 from tracetape.schemas.config import MAX_ATTRIBUTE_BYTES, setting
 from tracetape.schemas.errors import InvalidPayload
 
-from .spool import read_varint, varint
 
 __all__ = ["SpanBatch", "ConversionError", "screen_request", "convert_request", "envelope", "upgrade_envelope",
            "TRUNCATION_MARKER"]
@@ -164,6 +164,27 @@ def convert_request(request: Any, default_project: str = "default", *, span_proj
     return screen_request(request.SerializeToString(), default_project, span_project=span_project)
 
 
+def _skip(data: bytes, start: int, wire: int) -> int:
+    """Offset after a field of wire type *wire* other than length-delimited, whose value starts at *start*."""
+    if wire == 0:
+        return read_varint(data, start)[1]
+    if wire in (1, 5):
+        return start + (8 if wire == 1 else 4)
+    if wire == 3:  # a group: skip to its end tag
+        depth = 1
+        while depth:
+            inner, start = read_varint(data, start)
+            if inner & 7 in (3, 4):
+                depth += 1 if inner & 7 == 3 else -1
+            elif inner & 7 == 2:
+                size, start = read_varint(data, start)
+                start += size
+            else:
+                start = _skip(data, start, inner & 7)
+        return start
+    raise ConversionError(f"wire type {wire} where a field was expected")
+
+
 def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(field number, start, end) of each length-delimited field of the message ``data[start:end]``.
 
@@ -171,53 +192,67 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]
     """
     while start < end:
         key, start = read_varint(data, start)
-        wire = key & 7
-        if wire == 2:
+        if key & 7 == 2:
             size, start = read_varint(data, start)
             yield key >> 3, start, start + size
             start += size
-        elif wire == 0:
-            _, start = read_varint(data, start)
-        elif wire in (1, 5):
-            start += 8 if wire == 1 else 4
-        elif wire == 3:  # a group: skip to its end tag
-            depth = 1
-            while depth:
-                inner, start = read_varint(data, start)
-                if inner & 7 in (3, 4):
-                    depth += 1 if inner & 7 == 3 else -1
-                elif inner & 7 == 2:
-                    size, start = read_varint(data, start)
-                    start += size
-                elif inner & 7 == 0:
-                    _, start = read_varint(data, start)
-                else:
-                    start += 8 if inner & 7 == 1 else 4
         else:
-            raise ConversionError(f"wire type {wire} where a field was expected")
+            start = _skip(data, start, key & 7)
+
+
+def _scope_spans(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag offset, span start, span end) of every ``ScopeSpans.spans`` entry in ``data[start:end]``.
+
+    The per-span loop of the ingest path, so the usual entry (a one-byte tag ``0x12``, a length of one or
+    two bytes) is read inline; anything else goes the general way.
+    """
+    found = []
+    while start < end:
+        if data[start] == 0x12:
+            size, first = data[start + 1], start + 2
+            if size >= 0x80:
+                high = data[first]
+                size, first = ((size & 0x7F) | high << 7, first + 1) if high < 0x80 else read_varint(data, start + 1)
+            found.append((start, first, first + size))
+            start = first + size
+            continue
+        key, first = read_varint(data, start)
+        if key & 7 == 2:
+            size, first = read_varint(data, first)
+            if key >> 3 == 2:
+                found.append((start, first, first + size))
+            start = first + size
+        else:
+            start = _skip(data, first, key & 7)
+    return found
+
+
+def _resource_spans(payload: bytes) -> Iterator[tuple[bytes, list[tuple[int, int, int]]]]:
+    """(resource message bytes, its spans as :func:`_scope_spans` entries) of each ``ResourceSpans``.
+
+    A resource given in several pieces is their concatenation, which protobuf reads as the merged message.
+    """
+    for number, start, end in _fields(payload, 0, len(payload)):
+        if number != 1:  # ExportTraceServiceRequest.resource_spans
+            continue
+        resource, spans = [], []
+        for inner, begin, stop in _fields(payload, start, end):
+            if inner == 1:  # ResourceSpans.resource
+                resource.append(payload[begin:stop])
+            elif inner == 2:  # ResourceSpans.scope_spans
+                spans += _scope_spans(payload, begin, stop)
+        yield b"".join(resource), spans
 
 
 def span_rows(payload: bytes) -> Iterator[tuple[bytes, memoryview]]:
     """(resource, span) message bytes of every span of a serialized ``ExportTraceServiceRequest``.
 
-    Views of the wire bytes (no copy, no decoding): a resource given in several pieces is their concatenation,
-    which protobuf reads as the merged message.
+    The span is a view of the wire bytes (no copy, no decoding).
     """
     view = memoryview(payload)
-    for number, start, end in _fields(payload, 0, len(payload)):
-        if number != 1:  # ExportTraceServiceRequest.resource_spans
-            continue
-        resource, scopes = [], []
-        for inner, begin, stop in _fields(payload, start, end):
-            if inner == 1:  # ResourceSpans.resource
-                resource.append(view[begin:stop])
-            elif inner == 2:  # ResourceSpans.scope_spans
-                scopes.append((begin, stop))
-        resource_bytes = b"".join(resource)
-        for begin, stop in scopes:
-            for field, first, last in _fields(payload, begin, stop):
-                if field == 2:  # ScopeSpans.spans
-                    yield resource_bytes, view[first:last]
+    for resource, spans in _resource_spans(payload):
+        for _, first, last in spans:
+            yield resource, view[first:last]
 
 
 def envelope(batch: SpanBatch, ingest_seq: int) -> bytes:
@@ -232,13 +267,25 @@ def envelope(batch: SpanBatch, ingest_seq: int) -> bytes:
                      b"\x18\x01" if batch.span_project else b"", *_row_fields(batch.payload)])
 
 
-def _row_fields(payload: bytes) -> Iterator[bytes]:
+def _row_fields(payload: bytes) -> list[bytes | memoryview]:
     """The pieces of the ``Envelope.rows`` fields (tag, length, ``Row``) of every span of an export request,
-    unjoined, so that the caller's one join is the only copy of the span bytes."""
-    for resource, span in span_rows(payload):
-        head = b"\x0a" + varint(len(resource))
-        middle = b"\x12" + varint(len(span))
-        yield from (b"\x2a", varint(len(head) + len(resource) + len(middle) + len(span)), head, resource, middle, span)
+    unjoined, so that the caller's one join is the only copy of the span bytes.
+
+    ``Row.span`` is field 2, as ``ScopeSpans.spans`` is: a span's entry in the request, tag and length
+    included, is already its ``Row`` field, so each row is one view of the request after a shared prefix.
+    """
+    view = memoryview(payload)
+    pieces: list[bytes | memoryview] = []
+    append = pieces.append
+    for resource, spans in _resource_spans(payload):
+        prefix = b"\x0a" + varint(len(resource)) + resource
+        fixed = len(prefix)
+        for tag, _, last in spans:
+            size = fixed + last - tag
+            append(bytes((0x2A, size & 0x7F | 0x80, size >> 7)) if 0x80 <= size < 0x4000 else b"\x2a" + varint(size))
+            append(prefix)
+            append(view[tag:last])
+    return pieces
 
 
 def upgrade_envelope(record: bytes) -> bytes | None:

@@ -20,10 +20,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tracetape.schemas.wire import field, read_varint, varint
+
 from . import otlp_sql
 from .ingest_seq import IngestSequence
 from .metrics import METRICS
-from .spool import Spool, read_varint, varint
+from .spool import Spool
 
 __all__ = ["SegmentLoader", "blob_record", "is_http", "BLOB_COLUMNS", "CHUNK_COLUMNS"]
 
@@ -53,7 +55,7 @@ def is_data_error(exc: BaseException) -> bool:
 def blob_record(project: str, digest: str, size: int, content_type: str, data: bytes) -> bytes:
     """A blob as a spool record (fields ClickHouse's OTLP schema does not know, so it skips them)."""
     values = (project.encode(), digest.encode(), str(size).encode(), content_type.encode(), data)
-    return b"".join(varint(n << 3 | 2) + varint(len(v)) + v for n, v in zip(_BLOB_FIELDS, values))
+    return b"".join(field(n, v) for n, v in zip(_BLOB_FIELDS, values))
 
 
 def _blob_values(record: bytes) -> list[bytes]:
@@ -80,7 +82,8 @@ class SegmentLoader:
                 fh.write(otlp_sql.PROTO_SCHEMA)
 
     def load(self, segments: list[str], client: Any) -> int:
-        """Insert every record of *segments* (checked against their CRCs first); returns the span count."""
+        """Insert every record of *segments* (those an earlier process left are checked against their CRCs
+        first, see :meth:`Spool.scan`); returns the span count."""
         scans = [self._spool.scan(segment) for segment in segments]
         blobs = [_blob_values(record) for scan in scans for record in scan.blobs]
         if blobs:

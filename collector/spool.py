@@ -14,9 +14,9 @@ messages, a header ``{13: span count, 14: length, 15: fixed32 crc32}`` and the
 record itself. A span record is an ``Envelope`` (``otlp_sql.PROTO_SCHEMA``); a
 header, or a blob record (fields numbered 100 and up), is a message with no
 spans to ClickHouse, so ``INSERT … SELECT FROM file(segment, Protobuf)``
-stores exactly the spans. :meth:`Spool.scan` checks every CRC first and cuts
-a torn tail (a record that was being written when the process died, which was
-never acknowledged).
+stores exactly the spans. :meth:`Spool.scan` checks every CRC of a segment
+an earlier process left and cuts a torn tail (a record that was being written
+when the process died, which was never acknowledged).
 
 Appends go to one of ``lanes`` active segments (the emptier one), so that
 under load several segments fill at once for concurrent INSERTs; a segment
@@ -32,49 +32,43 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from tracetape.schemas.errors import StoreUnavailable
+from tracetape.schemas.wire import read_varint, varint
 
 from .metrics import METRICS
 
-__all__ = ["Spool", "SpoolFull", "Scan", "varint", "read_varint"]
+__all__ = ["Spool", "SpoolFull", "Scan"]
 
 _log = logging.getLogger(__name__)
 _SUFFIX = ".seg"
 _CRC = struct.Struct("<I")
+_IOV_MAX = 512  # buffers per writev (the system's limit is 1024 at least)
 
 
 class SpoolFull(StoreUnavailable):
     """The spool holds ``max_bytes`` already; nothing more is accepted until it drains."""
 
 
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+def _frames(records: Iterable[tuple[bytes, int]]) -> list[bytes]:
+    """The framed records, as (framing, record) buffers to write in turn: joining them would copy every
+    record twice more, which measured ~1.5 µs per span of the appender's time."""
+    buffers = []
+    for record, spans in records:
+        header = b"\x68" + varint(spans) + b"\x70" + varint(len(record)) + b"\x7d" + _CRC.pack(zlib.crc32(record))
+        buffers += (varint(len(header)) + header + varint(len(record)), record)
+    return buffers
 
 
-def read_varint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
-    """(value, offset after it); raises IndexError past the end, ValueError on an overlong varint."""
-    value = shift = 0
-    while True:
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, offset
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _frame(record: bytes, spans: int) -> bytes:
-    header = b"\x68" + varint(spans) + b"\x70" + varint(len(record)) + b"\x7d" + _CRC.pack(zlib.crc32(record))
-    return varint(len(header)) + header + varint(len(record)) + record
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    for start in range(0, len(buffers), _IOV_MAX):
+        chunk = buffers[start:start + _IOV_MAX]
+        written = os.writev(fd, chunk)
+        if written < sum(len(buffer) for buffer in chunk):  # a short write: the rest the plain way
+            rest = memoryview(b"".join(chunk))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
 
 
 def _parse_header(header: bytes) -> tuple[int, int, int]:
@@ -96,6 +90,14 @@ class Scan:
     span_records: int = 0
     blobs: list[bytes] = field(default_factory=list)  # the non-span records, to insert row-wise
 
+    def count(self, record: bytes, spans: int) -> bool:
+        """Count *record* if it is a span record (an ``Envelope``); False for any other (a blob)."""
+        if record[:1] != b"\x0a":
+            return False
+        self.spans += spans
+        self.span_records += 1
+        return True
+
 
 class Spool:
     """Write-ahead segments in *directory*: at most *max_bytes* in all, appended across *lanes* files."""
@@ -112,7 +114,8 @@ class Spool:
         self._bytes = sum(os.path.getsize(self.path(n)) for n in names)
         self._next = int(names[-1][:-len(_SUFFIX)]) + 1 if names else 1
         self._lanes: list[tuple[str, int, int] | None] = [None] * max(1, lanes)  # (name, fd, bytes)
-        self._spans: dict[str, int] = {}  # spans appended per segment by this process
+        self._written: dict[str, Scan] = {}  # what this process appended to each segment (blobs not kept)
+        self._with_blobs: set[str] = set()  # those of them holding blob records
         if upgrade is not None:
             for name in names:
                 self._upgrade(name, upgrade)
@@ -129,7 +132,7 @@ class Spool:
         path = self.path(segment)
         temporary = path + ".upgrade"
         with open(temporary, "wb") as fh:
-            fh.write(b"".join(_frame(record, spans) for spans, record in rewritten))
+            fh.write(b"".join(_frames((record, spans) for spans, record in rewritten)))
             fh.flush()
             os.fsync(fh.fileno())
         size_before = os.path.getsize(path)
@@ -151,14 +154,15 @@ class Spool:
 
         *written* is called with that segment's name before anyone can seal it.
         """
-        frames = b"".join(_frame(record, spans) for record, spans in records)
+        frames = _frames(records)
+        length = sum(len(buffer) for buffer in frames)
         with self._lock:
-            if self._bytes + len(frames) > self.max_bytes:
+            if self._bytes + length > self.max_bytes:
                 raise SpoolFull(f"the local spool is full ({self._bytes} of {self.max_bytes} bytes) because the "
                                 "store is not taking writes; retry later")
             index = min(range(len(self._lanes)), key=lambda i: self._lanes[i][2] if self._lanes[i] else 0)
             lane = self._lanes[index]
-            if lane is not None and lane[2] + len(frames) > self.segment_bytes:
+            if lane is not None and lane[2] + length > self.segment_bytes:
                 os.close(lane[1])  # full: sealed, so an INSERT can take it while appends go on
                 self._sealed.append(lane[0])
                 lane = None
@@ -170,18 +174,19 @@ class Spool:
             name, fd, size = lane
             self._lanes[index] = lane
             try:
-                view = memoryview(frames)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, frames)
                 os.fsync(fd)
                 if created:
                     self._sync_directory()
             except OSError:
                 os.ftruncate(fd, size)  # no torn record ahead of the next append (disk full, I/O error)
                 raise
-            self._lanes[index] = (name, fd, size + len(frames))
-            self._spans[name] = self._spans.get(name, 0) + sum(spans for _, spans in records)
-            self._bytes += len(frames)
+            self._lanes[index] = (name, fd, size + length)
+            known = self._written.setdefault(name, Scan())
+            for record, spans in records:
+                if not known.count(record, spans):
+                    self._with_blobs.add(name)
+            self._bytes += length
             METRICS.spool_bytes.set(self._bytes)
             if written is not None:
                 written(name)
@@ -221,7 +226,8 @@ class Spool:
 
     def spans(self, segment: str) -> int:
         """Spans this process appended to *segment* (0 for one left by an earlier process)."""
-        return self._spans.get(segment, 0)
+        written = self._written.get(segment)
+        return written.spans if written is not None else 0
 
     def sealed(self) -> list[str]:
         """The sealed segments, oldest first (without sealing the active ones)."""
@@ -229,7 +235,16 @@ class Spool:
             return list(self._sealed)
 
     def scan(self, segment: str) -> Scan:
-        """Check every record's CRC; a torn or corrupt tail is cut off the file (it was never acknowledged)."""
+        """Check every record's CRC; a torn or corrupt tail is cut off the file (it was never acknowledged).
+
+        A segment of span records that this process appended is known without reading it: each append was
+        fsync'd whole or cut back (``append``), so it has no torn tail, and re-reading it measured ~1.4 µs
+        per span of the collector's CPU. Segments left by an earlier process, or holding blobs (whose
+        bytes are not kept in memory), are read and checked.
+        """
+        written = self._written.get(segment)
+        if written is not None and segment not in self._with_blobs:
+            return Scan(written.spans, written.span_records)
         records, good, size = self._records(segment)
         if good != size:
             with self._lock:
@@ -237,10 +252,7 @@ class Spool:
                 self._bytes -= size - good
         result = Scan()
         for spans, record in records:
-            if record[:1] == b"\x0a":
-                result.spans += spans
-                result.span_records += 1
-            else:
+            if not result.count(record, spans):
                 result.blobs.append(record)
         return result
 
@@ -255,7 +267,8 @@ class Spool:
             os.remove(self.path(segment))
             self._sync_directory()
             self._sealed.remove(segment)
-            self._spans.pop(segment, None)
+            self._written.pop(segment, None)
+            self._with_blobs.discard(segment)
             self._bytes -= size
             METRICS.spool_bytes.set(self._bytes)
 

@@ -21,7 +21,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
 from tracetape import replay
-from tracetape.collector.spool import Spool, SpoolFull, _frame, varint
+from tracetape.collector.spool import Spool, SpoolFull, _frames
+from tracetape.schemas.wire import varint
 from tracetape.schemas._proto import blobs_pb2, blobs_pb2_grpc
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
@@ -208,7 +209,7 @@ def test_a_spool_left_by_the_previous_release_is_upgraded_and_loaded(tmp_path: P
         + b"\x22" + varint(len(request)) + request
     spool = tmp_path / "spool"
     spool.mkdir()
-    (spool / "000001.seg").write_bytes(_frame(old, 3))
+    (spool / "000001.seg").write_bytes(b"".join(_frames([(old, 3)])))
 
     collector = IngestCollector(tmp_path).start()
     try:

@@ -17,7 +17,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tracetape.collector.convert import TRUNCATION_MARKER, ConversionError, screen_request, span_rows
-from tracetape.collector.spool import varint
+from tracetape.schemas.wire import varint
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 sys.path.insert(0, str(AGENTS))

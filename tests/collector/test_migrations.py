@@ -29,6 +29,9 @@ applied = apply_migrations(client, "tracetape")
 if before < 1000:  # the older release also wrote data
     client.insert("tracetape.blobs", [["p", "h" * 64, 3, 1, "text/plain", 0, 1]],
                   column_names=["project", "hash", "size", "chunk_count", "content_type", "created", "ingest_seq"])
+# Every release writes a run's root span; the store derives the run row from it.
+client.insert("tracetape.spans", [["p", f"run-{before}", "t" * 32, "s" * 16, "run", 1]],
+              column_names=["project", "run_id", "trace_id", "span_id", "kind", "ingest_seq"])
 print(json.dumps({
     "applied": applied,
     "again": apply_migrations(client, "tracetape"),
@@ -38,6 +41,8 @@ print(json.dumps({
     "ledger": [r[0] for r in client.query("SELECT version FROM tracetape.schema_migrations FINAL "
                                           "ORDER BY version").result_rows],
     "blobs": client.command("SELECT count() FROM tracetape.blobs FINAL"),
+    "spans": client.command("SELECT count() FROM tracetape.spans FINAL"),
+    "runs": client.query("SELECT run_id FROM tracetape.runs FINAL ORDER BY run_id").result_rows,
 }))
 """ % {"tables": TABLES}
 
@@ -72,3 +77,19 @@ def test_store_of_an_older_release_gains_durable_parts_and_keeps_its_data(tmp_pa
     assert upgraded["ledger"] == [1, 2, *newer] and upgraded["blobs"] == 1
     for table in TABLES:
         assert DURABLE in upgraded["create"][table], table
+
+
+def test_store_of_an_older_release_gets_small_span_granules_and_keeps_spans_and_runs(tmp_path: Path) -> None:
+    """0005 rebuilds ``spans``: its rows survive, and the run view works on the new table."""
+    store = tmp_path / "store"
+    old = _migrate(store, before=5)
+    assert old["applied"] == [1, 2, 3, 4] and (old["spans"], old["runs"]) == (1, [["run-5"]])
+    assert "index_granularity_bytes = 1048576" not in old["create"]["spans"]
+
+    upgraded = _migrate(store)
+    assert upgraded["applied"] == [m.version for m in ddl.migrations() if m.version >= 5]
+    assert "index_granularity_bytes = 1048576" in upgraded["create"]["spans"]
+    assert "merge_selector_base = 10" in upgraded["create"]["spans"]
+    assert DURABLE in upgraded["create"]["spans"]
+    assert upgraded["spans"] == 2 and upgraded["runs"] == [["run-1000"], ["run-5"]]
+    assert "spans_0005" not in upgraded["engine"]
