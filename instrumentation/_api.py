@@ -162,7 +162,7 @@ class _ToolCalls:
         if payload is None:
             return None, None, None
         span = guarded(self._start, payload)
-        served = ask_player(span, EventKind.TOOL_CALL, self.span_name, payload)
+        served = ask_player(span, EventKind.TOOL_CALL, self.span_name, payload, redacted=True)
         if span is None:
             return None, served, None
         return span, served, otel_context.attach(trace.set_span_in_context(span))

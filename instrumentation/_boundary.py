@@ -64,22 +64,24 @@ def start(name: str, kind: EventKind, request: bytes, attributes: Mapping[str, A
     return span
 
 
-def serve(kind: EventKind, name: str, request: bytes) -> seam.Served | None:
+def serve(kind: EventKind, name: str, request: bytes, *, redacted: bool = False) -> seam.Served | None:
     """Ask the player, if one is installed, with the request redacted as it was recorded.
 
     The recording holds the redacted request, so a call is compared in that form, or a recording
     with a secret (or anything a user's rule removes) in its request would never match again.
-    Recording pays nothing for it: without a player, nothing is redacted here.
+    Recording pays nothing for it: without a player, nothing is redacted here. *redacted*: the
+    caller recorded the request already redacted (a tool's arguments), so it is not scanned twice.
     """
     if seam.active() is None:
         return None
-    return seam.serve(kind, name, redaction.redact(seam.REQUEST, request))
+    return seam.serve(kind, name, request if redacted else redaction.redact(seam.REQUEST, request))
 
 
-def ask_player(span: Span | None, kind: EventKind, name: str, request: bytes) -> seam.Served | None:
+def ask_player(span: Span | None, kind: EventKind, name: str, request: bytes, *,
+               redacted: bool = False) -> seam.Served | None:
     """The recorded outcome while replaying, else ``None``; a divergence ends the span and propagates."""
     try:
-        return serve(kind, name, request)
+        return serve(kind, name, request, redacted=redacted)
     except BaseException as exc:
         if span is not None:
             guarded(finish, span, None, exc)
