@@ -6,8 +6,8 @@
 Against the local mock provider (its own process): a chat call with 14
 messages and 5 tools, the same call on the async client, and the same call
 streamed (28 events). Each instrumentation runs in a process of its own
-(bench/overhead_client.py), which measures the same calls bare and
-instrumented in alternating blocks (order swapped every round); every
+(bench/overhead_client.py), which measures each scenario bare and
+instrumented in back-to-back blocks (order swapped every round); every
 variant's process runs several times, the variants taking turns, so a burst
 of load on this shared 2-core machine hits a pass of several variants rather
 than all of one. Three measures, each as "added" = median over rounds of

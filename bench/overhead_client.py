@@ -189,26 +189,26 @@ def _measure(scenarios: dict[str, Callable[[], Any]], variant: Variant, calls: i
              rounds: int) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per metric, scenario and state ("bare", "instrumented"): one figure per round, in µs per call.
 
-    Rounds alternate the order (bare first, then instrumented first, ...), so
-    drift of a shared machine hits both states alike.
+    A round measures each scenario bare and instrumented back to back, so the two blocks of a pair
+    lie a fraction of a second apart and a burst of load elsewhere on the machine hits both, or
+    neither; the order within the pair alternates from round to round, so drift favors neither.
     """
     for run in scenarios.values():
         for _ in range(max(10, calls // 2)):  # warm up: connections, caches, lazy imports
             run()
     series = {metric: {name: {"bare": [], "instrumented": []} for name in scenarios} for metric in METRICS}
     for round_ in range(rounds):
-        for state in (("bare", "instrumented") if round_ % 2 == 0 else ("instrumented", "bare")):
-            if state == "instrumented":
-                variant.on()
-            for name, run in scenarios.items():
+        for name, run in scenarios.items():
+            for state in (("bare", "instrumented") if round_ % 2 == 0 else ("instrumented", "bare")):
                 if state == "instrumented":
+                    variant.on()
                     for _ in range(3):  # the first calls after switching pay one-off costs
                         run()
                     variant.flush()
                 for metric, value in zip(METRICS, _block(run, calls, variant.flush)):
                     series[metric][name][state].append(value)
-            if state == "instrumented":
-                variant.off()
+                if state == "instrumented":
+                    variant.off()
     return series
 
 

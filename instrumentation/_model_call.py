@@ -43,12 +43,12 @@ from ._boundary import serve, tracer
 from ._genai import forget_previews
 from ._guard import guarded
 from ._patches import PatchSet
-from ._payload import attach, to_json_bytes
+from ._payload import payload_attributes, redacted, run_of, to_json_bytes
 from ._stream import RecordedStream, install_recorder, now_ns as _now, split_events
 
 __all__ = ["Api", "ModelCall", "PatchingInstrumentor", "begin", "request_wrapper", "async_request_wrapper",
-           "recorded_response", "recorded_message", "current_call", "request_body", "STATUS", "CONTENT_TYPE", "REQUEST_ID",
-           "STREAM_COMPLETED", "STREAM_CHUNKS", "STREAM_OFFSETS", "REPLAY_PACE"]
+           "recorded_response", "recorded_message", "current_call", "request_body", "finish_while_waiting", "STATUS",
+           "CONTENT_TYPE", "REQUEST_ID", "STREAM_COMPLETED", "STREAM_CHUNKS", "STREAM_OFFSETS", "REPLAY_PACE"]
 
 STATUS = "http.response.status_code"
 SERVER_ADDRESS = "server.address"
@@ -163,8 +163,27 @@ class ModelCall:
 
 def _end(call: ModelCall, error: BaseException | None, completed: bool | None, ended_ns: int) -> None:
     span = call.span
-    attach(span, seam.REQUEST, call.request if call.request is not None else to_json_bytes(call.body))
-    attributes: dict[str, Any] = {}
+    try:
+        # One call sets them all: each set_attribute(s) call costs the OTel SDK a lock and a pass.
+        span.set_attributes(guarded(_attributes, call, error, completed) or {})
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
+    finally:
+        start = getattr(span, "start_time", None)
+        # Measured where the call ended, whenever this runs.
+        span.end(end_time=start + (ended_ns - call.started_ns) if start else None)
+
+
+def _attributes(call: ModelCall, error: BaseException | None, completed: bool | None) -> dict[str, Any]:
+    """Everything the call's span gets at its end: payloads, the request's and the response's attributes."""
+    run_id = run_of(call.span)
+    request = call.request if call.request is not None else to_json_bytes(call.body)
+    attributes = payload_attributes(run_id, seam.REQUEST, redacted(seam.REQUEST, request))
+    # The request's GenAI attributes (messages and tools previews, sampling parameters) are made here, off
+    # the calling thread: only what a sampler may use is set at the start (see ``begin``).
+    attributes.update(guarded(call.api.request, call.body) or {})
     if call.status is not None:
         attributes[STATUS] = call.status
         attributes[CONTENT_TYPE] = call.content_type
@@ -172,29 +191,30 @@ def _end(call: ModelCall, error: BaseException | None, completed: bool | None, e
             attributes[REQUEST_ID] = call.request_id
     if call.recording:
         events = call.events
-        attach(span, seam.RESPONSE, b"".join(events), "text/event-stream")
+        attributes.update(payload_attributes(run_id, seam.RESPONSE, redacted(seam.RESPONSE, b"".join(events)),
+                                             "text/event-stream"))
         attributes[STREAM_COMPLETED] = call.completed if completed is None else completed
         attributes[STREAM_CHUNKS] = len(events)
-        # One JSON string, not a float array: OTel would check every element of an array, on this thread.
+        # One JSON string, not a float array: OTel would check every element of an array.
         attributes[STREAM_OFFSETS] = "[" + ",".join([str(offset // 1000 / 1000) for offset in call.offsets]) + "]"
         attributes.update(guarded(call.api.stream, events) or {})
     elif call.response is not None:
-        attach(span, seam.RESPONSE, call.response)
+        attributes.update(payload_attributes(run_id, seam.RESPONSE, redacted(seam.RESPONSE, call.response)))
         if error is None:
             attributes.update(guarded(call.api.response, call.response) or {})
-    span.set_attributes(attributes)
-    if error is not None:
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-    start = getattr(span, "start_time", None)
-    # Measured where the call ended, whenever this runs.
-    span.end(end_time=start + (ended_ns - call.started_ns) if start else None)
+    return attributes
 
 
 def begin(api: Api, provider: str, body: Mapping[str, Any], streaming: bool, server: tuple[str, int] | None,
           ) -> ModelCall:
-    """Start the span of one model call (attributes of the request are set now, at start)."""
+    """Start the span of one model call, with the attributes the GenAI conventions want at start.
+
+    Those are the ones a sampler may decide on (operation, provider, model, server). The previews of
+    the request are made from *body* when the call ends, by the finisher: they cost more than the
+    span itself, and the calling thread is the one place where every microsecond shows. The SDKs
+    build *body* afresh for each request, so it still holds what was sent; the exact bytes sent are
+    the ``request`` payload either way.
+    """
     model = str(body.get("model") or "")
     name = f"{api.operation} {model}" if model else api.operation
     attributes: dict[str, Any] = {
@@ -205,7 +225,6 @@ def begin(api: Api, provider: str, body: Mapping[str, Any], streaming: bool, ser
     }
     if server is not None:
         attributes[SERVER_ADDRESS], attributes[SERVER_PORT] = server
-    attributes.update(guarded(api.request, body) or {})
     guarded(_demote, trace.get_current_span())
     span = tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
     return ModelCall(span, api, name, streaming, body)
@@ -231,6 +250,29 @@ def request_body(options: Any) -> Mapping[str, Any]:
     body = options.json_data if isinstance(options.json_data, Mapping) else {}
     extra = getattr(options, "extra_json", None)
     return {**body, **extra} if extra else body
+
+
+_RESPONSE_AWAITED = "receive_response_headers.started"  # httpcore's trace event: request sent, answer awaited
+
+
+def _on_network_wait(name: str, info: Any) -> None:
+    if name.endswith(_RESPONSE_AWAITED):
+        _finisher.waiting()
+
+
+async def _on_network_wait_async(name: str, info: Any) -> None:
+    if name.endswith(_RESPONSE_AWAITED):
+        _finisher.waiting()
+
+
+def finish_while_waiting(request: Any, asynchronous: bool) -> None:
+    """Let pending endings run while this request's answer is awaited (see :mod:`._finisher`).
+
+    httpcore calls a request's ``trace`` extension at each step of the exchange; the step after the
+    request is sent is the moment the application blocks on the network. A ``trace`` someone else
+    set is left as it is (the endings then run after ``_finisher.LINGER_S``).
+    """
+    request.extensions.setdefault("trace", _on_network_wait_async if asynchronous else _on_network_wait)
 
 
 def current_call() -> ModelCall | None:

@@ -103,17 +103,31 @@ class _Recorder:
             raise AttributeError(name)
         return getattr(self._inner, name)
 
+    def _whole(self, chunk: bytes) -> bool:
+        """Record *chunk* and say True when it is exactly one whole event, delivered as it is.
+
+        The usual read: one call per event, on the application's thread, so it does the least it
+        can. Anything else (part of an event, several, compressed, ``\r`` line ends) goes to
+        :meth:`_arrived`.
+        """
+        if self._decoder is not None or self._pending or not chunk.endswith(b"\n\n") \
+                or chunk.find(b"\n\n") != len(chunk) - 2 or b"\r" in chunk:
+            return False
+        call = self._call
+        now = call.last_ns = _now()
+        call.events.append(chunk)
+        call.offsets.append(now - call.sent_ns)
+        if chunk.startswith(call.api.terminal):
+            call.completed = True
+        return True
+
     def _arrived(self, chunk: bytes) -> list[bytes]:
         """The events *chunk* completes, recorded with their time of arrival."""
         if self._decoder is not None:
             chunk = b"".join(self._decoder.decode(chunk))
         if self._pending:
             chunk = self._pending + chunk
-        # The usual read holds exactly one whole event: no need for the general splitter.
-        if chunk.endswith(b"\n\n") and chunk.find(b"\n\n") == len(chunk) - 2 and b"\r" not in chunk:
-            events, self._pending = [chunk], b""
-        else:
-            events, self._pending = split_events(chunk)
+        events, self._pending = split_events(chunk)
         return self._record(events)
 
     def _record(self, events: list[bytes]) -> list[bytes]:
@@ -163,8 +177,12 @@ class SSERecorder(_Recorder, httpx2.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         with self._reading((GeneratorExit,)):
+            whole = self._whole
             for chunk in self._inner:
-                yield from map(self._delivering, self._arrived(chunk))
+                if whole(chunk):
+                    yield chunk
+                else:
+                    yield from map(self._delivering, self._arrived(chunk))
             yield from map(self._delivering, self._rest())
 
     def close(self) -> None:
@@ -179,7 +197,11 @@ class AsyncSSERecorder(_Recorder, httpx2.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with self._reading((GeneratorExit, asyncio.CancelledError)):
+            whole = self._whole
             async for chunk in self._inner:
+                if whole(chunk):
+                    yield chunk
+                    continue
                 for event in self._arrived(chunk):
                     yield self._delivering(event)
             for event in self._rest():

@@ -41,7 +41,7 @@ from ._genai import chat_request, chat_response, chat_stream
 from ._genai_responses import responses_request, responses_response, responses_stream
 from ._guard import guarded
 from ._model_call import (Api, ModelCall, PatchingInstrumentor, async_request_wrapper, begin, current_call,
-                          recorded_message, recorded_response, request_body, request_wrapper)
+                          finish_while_waiting, recorded_message, recorded_response, request_body, request_wrapper)
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -92,8 +92,11 @@ def _send(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> A
     call.sending(guarded(_body, request))
     guarded(call.demote_current)
     served = call.serve()
-    response = recorded_response(call, served, request, _no_response) if served is not None \
-        else wrapped(*args, **kwargs)
+    if served is not None:
+        response = recorded_response(call, served, request, _no_response)
+    else:
+        guarded(finish_while_waiting, request, False)
+        response = wrapped(*args, **kwargs)
     if guarded(call.received, response, False):
         call.response = response.read()
     return response
@@ -107,8 +110,11 @@ async def _send_async(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str
     call.sending(guarded(_body, request))
     guarded(call.demote_current)
     served = call.serve()
-    response = recorded_response(call, served, request, _no_response) if served is not None \
-        else await wrapped(*args, **kwargs)
+    if served is not None:
+        response = recorded_response(call, served, request, _no_response)
+    else:
+        guarded(finish_while_waiting, request, True)
+        response = await wrapped(*args, **kwargs)
     if guarded(call.received, response, True):
         call.response = await response.aread()
     return response

@@ -16,9 +16,9 @@ import httpx2
 import openai
 import pytest
 
-from model_support import Recording, TapePlayer, recording  # noqa: F401
+from model_support import Recording, TapePlayer, _exporter, model_spans, recording  # noqa: F401
 from tracetape.demo.mock_openai import MockOpenAI
-from tracetape.instrumentation import _nesting, seam
+from tracetape.instrumentation import _finisher, _nesting, seam
 from tracetape.instrumentation.http import HTTPInstrumentor
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
@@ -96,6 +96,44 @@ def test_async_chat_completion(recording: Recording, mock_openai) -> None:
     (span,) = recording.calls()
     assert span.attributes[A.GEN_AI_RESPONSE_ID] == reply_id
     assert recording.blob(span, seam.REQUEST) == mock_openai.requests[0].body
+
+
+def _finished_calls(within_s: float) -> int:
+    """How many model-call spans have ended, polled without flushing anything (bounded wait)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        ended = len(model_spans(list(_exporter.get_finished_spans())))
+        if ended or time.monotonic() > deadline:
+            return ended
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_an_ending_runs_while_the_next_call_waits_for_its_answer(recording: Recording, mock_openai, monkeypatch,
+                                                                 asynchronous: bool) -> None:
+    monkeypatch.setattr(_finisher, "LINGER_S", 60.0)  # no fallback within the test: only the network wait
+    if asynchronous:
+        async def two_calls() -> None:
+            async with async_client_for(mock_openai) as client:
+                await client.chat.completions.create(model=MODEL, messages=QUESTION)
+                assert _finished_calls(0.2) == 0  # the first call's ending waits for a better moment
+                await client.chat.completions.create(model=MODEL, messages=QUESTION)
+
+        asyncio.run(two_calls())
+    else:
+        with client_for(mock_openai) as client:
+            client.chat.completions.create(model=MODEL, messages=QUESTION)
+            assert _finished_calls(0.2) == 0
+            client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert _finished_calls(5.0) >= 1  # ended while the second call waited on the network, not by a flush
+    monkeypatch.undo()  # before the flush below: the worker's next wait is the usual one again
+    assert len(recording.calls()) == 2
+
+
+def test_an_ending_runs_soon_even_when_no_other_call_comes(recording: Recording, mock_openai) -> None:
+    with client_for(mock_openai) as client:
+        client.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert _finished_calls(5.0) == 1
 
 
 def test_chat_stream_output_is_assembled_from_the_chunks(recording: Recording, mock_openai) -> None:

@@ -42,6 +42,16 @@ def test_built_in_rules_remove_keys_and_tokens_but_keep_the_text_readable():
     assert redaction.redact_text(harmless) == harmless
 
 
+@pytest.mark.parametrize("key", ["ASIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNOP", "gho_" + "a" * 36, "ghs_" + "b" * 36,
+                                 "ghu_" + "c" * 36, "ghr_" + "d" * 36, "ghp_" + "e" * 36, "github_pat_" + "f" * 40])
+@pytest.mark.parametrize("padding", [0, 4096], ids=["short", "long"])
+def test_every_built_in_key_shape_is_removed_alone_in_short_and_long_payloads(key, padding):
+    text = "x" * padding + f" key {key}; the rest"
+    redacted = redaction.redact("response", text.encode()).decode()
+    assert redacted == "x" * padding + " key [REDACTED]; the rest"
+    assert redaction.redact_text(text) == redacted
+
+
 def test_user_patterns_and_hooks_apply_to_payloads_and_previews(user_rules):
     data = b"ssn 123-45-6789, mail alice@example.com"
     assert redaction.redact("response", data) == b"ssn [REDACTED], mail [EMAIL]"
