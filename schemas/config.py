@@ -207,7 +207,7 @@ REPLAY_ALLOW = Setting("TRACETAPE_REPLAY_ALLOW", "", str,
 
 # -- instrumentation: capture details (issue #4) -------------------------------
 
-__all__ += ["PAYLOAD_SAMPLE", "FILE_ROOTS", "FILE_MAX_BYTES", "CLOCK_DATETIME", "ENV_ALLOW", "SEQ_FILE", "TASK",
+__all__ += ["PAYLOAD_SAMPLE", "GC_FREEZE", "FILE_ROOTS", "FILE_MAX_BYTES", "CLOCK_DATETIME", "ENV_ALLOW", "SEQ_FILE", "TASK",
             "TRACEPARENT", "AGENT", "TAGS"]
 
 PAYLOAD_SAMPLE = Setting(
@@ -219,6 +219,10 @@ FILE_ROOTS = Setting(
 FILE_MAX_BYTES = Setting(
     "TRACETAPE_FILE_MAX_BYTES", 8 * 1024 * 1024, lambda raw: max(0, int(raw)),
     "Largest file whose bytes are recorded; above it only its size and SHA-256 are kept.")
+GC_FREEZE = Setting(
+    "TRACETAPE_GC_FREEZE", True, _parse_bool,
+    "instrument() moves the objects alive at that moment (modules, classes, startup state) out of the garbage "
+    "collector's scans (gc.freeze), so the collections recording's allocations trigger stay cheap in a large app.")
 CLOCK_DATETIME = Setting(
     "TRACETAPE_CLOCK_DATETIME", False, _parse_bool,
     "Also record datetime.datetime.now()/utcnow()/today() (replaces the datetime class; see instrumentation/clock.py).")
