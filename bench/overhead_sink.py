@@ -27,6 +27,9 @@ class DiscardingBlobs(blobs_pb2_grpc.BlobServiceServicer):
         blobs = {chunk.sha256 for chunk in request_iterator}
         return blobs_pb2.UploadResponse(stored=len(blobs))
 
+    def UploadBatch(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self.Upload(iter(request.chunks), context)
+
 
 def main() -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))

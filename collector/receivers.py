@@ -152,13 +152,20 @@ class BlobReceiver(blobs_pb2_grpc.BlobServiceServicer):
         return blobs_pb2.MissingResponse(sha256=[h for h in wanted if h not in present])
 
     def Upload(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._store(_assemble(request_iterator), context)
+
+    def UploadBatch(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._store(_verified_first(_assemble(iter(request.chunks))), context)
+
+    def _store(self, blobs: Iterator[tuple[str, int, str, list[bytes]]], context: grpc.ServicerContext) -> Any:
+        """Write the verified *blobs* for the caller's project; *blobs* raises InvalidPayload as it is read."""
         project = self._auth.grpc_project(context)
         stored = 0
         pending: list[tuple[str, int, str, list[bytes]]] = []
         pending_bytes = 0
         try:
             # Blobs of one stream are written together, in slices of bounded size.
-            for blob in _assemble(request_iterator):
+            for blob in blobs:
                 pending.append(blob)
                 pending_bytes += blob[1]
                 if pending_bytes >= WRITE_SLICE_BYTES:
@@ -176,6 +183,12 @@ class BlobReceiver(blobs_pb2_grpc.BlobServiceServicer):
 
 def _is_digest(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _verified_first(blobs: Iterator[tuple[str, int, str, list[bytes]]]) -> Iterator[tuple[str, int, str, list[bytes]]]:
+    """All of *blobs*, verified before the first is handed on: a batch is already in memory, so one bad
+    blob can fail it before any of it is stored (a stream is written as it comes, in bounded memory)."""
+    yield from list(blobs)
 
 
 def _assemble(chunks: Iterator[Any]) -> Iterator[tuple[str, int, str, list[bytes]]]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x62lobs.proto\x12\x12tracetape.blobs.v1\" \n\x0eMissingRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"!\n\x0fMissingResponse\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"c\n\tBlobChunk\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"4\n\x0eUploadResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r2\xb0\x01\n\x0b\x42lobService\x12R\n\x07Missing\x12\".tracetape.blobs.v1.MissingRequest\x1a#.tracetape.blobs.v1.MissingResponse\x12M\n\x06Upload\x12\x1d.tracetape.blobs.v1.BlobChunk\x1a\".tracetape.blobs.v1.UploadResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x62lobs.proto\x12\x12tracetape.blobs.v1\" \n\x0eMissingRequest\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"!\n\x0fMissingResponse\x12\x0e\n\x06sha256\x18\x01 \x03(\t\"c\n\tBlobChunk\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\":\n\tBlobBatch\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.tracetape.blobs.v1.BlobChunk\"4\n\x0eUploadResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r2\x82\x02\n\x0b\x42lobService\x12R\n\x07Missing\x12\".tracetape.blobs.v1.MissingRequest\x1a#.tracetape.blobs.v1.MissingResponse\x12M\n\x06Upload\x12\x1d.tracetape.blobs.v1.BlobChunk\x1a\".tracetape.blobs.v1.UploadResponse(\x01\x12P\n\x0bUploadBatch\x12\x1d.tracetape.blobs.v1.BlobBatch\x1a\".tracetape.blobs.v1.UploadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MISSINGRESPONSE']._serialized_end=102
   _globals['_BLOBCHUNK']._serialized_start=104
   _globals['_BLOBCHUNK']._serialized_end=203
-  _globals['_UPLOADRESPONSE']._serialized_start=205
-  _globals['_UPLOADRESPONSE']._serialized_end=257
-  _globals['_BLOBSERVICE']._serialized_start=260
-  _globals['_BLOBSERVICE']._serialized_end=436
+  _globals['_BLOBBATCH']._serialized_start=205
+  _globals['_BLOBBATCH']._serialized_end=263
+  _globals['_UPLOADRESPONSE']._serialized_start=265
+  _globals['_UPLOADRESPONSE']._serialized_end=317
+  _globals['_BLOBSERVICE']._serialized_start=320
+  _globals['_BLOBSERVICE']._serialized_end=578
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class BlobServiceStub:
                 request_serializer=blobs__pb2.BlobChunk.SerializeToString,
                 response_deserializer=blobs__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.UploadBatch = channel.unary_unary(
+                '/tracetape.blobs.v1.BlobService/UploadBatch',
+                request_serializer=blobs__pb2.BlobBatch.SerializeToString,
+                response_deserializer=blobs__pb2.UploadResponse.FromString,
+                _registered_method=True)
 
 
 class BlobServiceServicer:
@@ -65,6 +70,19 @@ class BlobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadBatch(self, request, context):
+        """Upload blobs in one message: the same chunks, under the same rules, as an
+        Upload stream (a small blob is one chunk of its own). One unary call costs
+        the client far less than a stream, whose request iterator gRPC drains on a
+        thread of its own, so clients use it for batches of small payloads and
+        keep Upload for large ones (a message is bounded by the server's request
+        limit). Every blob of the batch is verified before any is stored: a bad
+        one fails the call with INVALID_ARGUMENT and stores nothing of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BlobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +94,11 @@ def add_BlobServiceServicer_to_server(servicer, server):
             'Upload': grpc.stream_unary_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=blobs__pb2.BlobChunk.FromString,
+                    response_serializer=blobs__pb2.UploadResponse.SerializeToString,
+            ),
+            'UploadBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadBatch,
+                    request_deserializer=blobs__pb2.BlobBatch.FromString,
                     response_serializer=blobs__pb2.UploadResponse.SerializeToString,
             ),
     }
@@ -132,6 +155,33 @@ class BlobService:
             target,
             '/tracetape.blobs.v1.BlobService/Upload',
             blobs__pb2.BlobChunk.SerializeToString,
+            blobs__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tracetape.blobs.v1.BlobService/UploadBatch',
+            blobs__pb2.BlobBatch.SerializeToString,
             blobs__pb2.UploadResponse.FromString,
             options,
             channel_credentials,

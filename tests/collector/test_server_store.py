@@ -105,7 +105,11 @@ def test_store_down_at_start_spools_then_migrates_and_drains(tmp_path: Path, sta
                 span_request("over grpc", trace_id=trace_id, run_id="outage-run", count=2), timeout=10)
             stored = blobs.Upload(iter([blobs_pb2.BlobChunk(
                 sha256=digest, total_size=len(blob), offset=0, data=blob, content_type="text/plain")]), timeout=10)
-        assert stored.stored == 1 and _spooled(collector) > 0  # acknowledged = fsync'd to the spool
+            small = b"a small payload"
+            small_digest = hashlib.sha256(small).hexdigest()
+            batched = blobs.UploadBatch(blobs_pb2.BlobBatch(chunks=[blobs_pb2.BlobChunk(
+                sha256=small_digest, total_size=len(small), offset=0, data=small)]), timeout=10)
+        assert stored.stored == 1 and batched.stored == 1 and _spooled(collector) > 0  # acked = fsync'd to the spool
 
         standin.start()  # the server comes up: migrations, then the spool, with no restart of the collector
         _until(lambda: request("GET", f"{collector.http}/readyz").status == 200, "ready once the server answers")
@@ -120,8 +124,9 @@ def test_store_down_at_start_spools_then_migrates_and_drains(tmp_path: Path, sta
             names = sorted(row[0] for row in client.query(
                 "SELECT name FROM spans FINAL WHERE run_id = 'outage-run'").result_rows)
             assert names == ["over grpc", "over grpc-1", "over http", "over http-1", "over http-2"]
-            assert client.command("SELECT count() FROM blobs FINAL WHERE hash = {h:String}",
-                                  parameters={"h": digest}) == 1
+            for stored_digest in (digest, small_digest):
+                assert client.command("SELECT count() FROM blobs FINAL WHERE hash = {h:String}",
+                                      parameters={"h": stored_digest}) == 1
 
             # With the server up, an acknowledged export is readable at once (the ack waited for its INSERT).
             assert request("POST", f"{collector.http}/v1/traces", span_request(

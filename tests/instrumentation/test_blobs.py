@@ -64,3 +64,103 @@ def test_uploader_queue_is_bounded_in_bytes_and_every_payload_is_accounted_for()
     stats = uploader.stats()
     # Nothing silently lost: what was not uploaded (all of it: nobody listens) is counted as dropped.
     assert (stats.queued, stats.queued_bytes, stats.uploaded, stats.dropped) == (0, 0, 0, 20)
+
+
+class _BlobServer:
+    """A BlobService on loopback that keeps what it receives and notes each method asked for.
+
+    It implements *methods* only, like a collector of an older release when UploadBatch is left out;
+    a method it lacks is answered UNIMPLEMENTED by gRPC itself.
+    """
+
+    def __init__(self, methods: tuple[str, ...]) -> None:
+        import threading
+        from concurrent import futures
+
+        import grpc
+
+        from tracetape.schemas._proto import blobs_pb2
+
+        self.asked: list[str] = []
+        self.received: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        handlers = {
+            "Missing": grpc.unary_unary_rpc_method_handler(
+                lambda request, context: blobs_pb2.MissingResponse(
+                    sha256=[d for d in request.sha256 if d not in self.received]),
+                request_deserializer=blobs_pb2.MissingRequest.FromString,
+                response_serializer=blobs_pb2.MissingResponse.SerializeToString),
+            "Upload": grpc.stream_unary_rpc_method_handler(
+                lambda chunks, context: self._keep(chunks), request_deserializer=blobs_pb2.BlobChunk.FromString,
+                response_serializer=blobs_pb2.UploadResponse.SerializeToString),
+            "UploadBatch": grpc.unary_unary_rpc_method_handler(
+                lambda batch, context: self._keep(batch.chunks), request_deserializer=blobs_pb2.BlobBatch.FromString,
+                response_serializer=blobs_pb2.UploadResponse.SerializeToString),
+        }
+        known = {name: handlers[name] for name in methods}
+        outer = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):  # noqa: ANN001 - gRPC signature
+                name = details.method.rsplit("/", 1)[-1]
+                with outer._lock:
+                    outer.asked.append(name)
+                return known.get(name)
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers((Handler(),))
+        self.target = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def _keep(self, chunks):  # noqa: ANN001, ANN202
+        from tracetape.schemas._proto import blobs_pb2
+
+        parts: dict[str, bytes] = {}
+        for chunk in chunks:
+            parts[chunk.sha256] = parts.get(chunk.sha256, b"") + chunk.data
+        with self._lock:
+            self.received.update(parts)
+        return blobs_pb2.UploadResponse(stored=len(parts))
+
+    def stop(self) -> None:
+        self.server.stop(grace=None).wait(5)
+
+
+def _put_and_flush(uploader: BlobUploader, payloads: list[bytes]) -> list[str]:
+    digests = [uploader.put(data, "application/json") for data in payloads]
+    assert uploader.flush(timeout=30)
+    return digests
+
+
+def test_small_payloads_go_in_one_unary_call_and_large_ones_stream():
+    server = _BlobServer(("Missing", "Upload", "UploadBatch"))
+    uploader = BlobUploader(server.target, secure=False)
+    try:
+        small = [os.urandom(3000) for _ in range(5)]
+        digests = _put_and_flush(uploader, small)
+        assert server.asked == ["Missing", "UploadBatch"]
+        large = [os.urandom(2 * MB)]  # more than one batch may carry
+        digests += _put_and_flush(uploader, large)
+        assert server.asked[2:] == ["Missing", "Upload"]
+    finally:
+        uploader.shutdown(timeout=10)
+        server.stop()
+    assert server.received == {hashlib.sha256(data).hexdigest(): data for data in small + large}
+    assert set(server.received) == set(digests) and uploader.stats().uploaded == 6
+
+
+def test_a_collector_without_upload_batch_gets_every_payload_by_stream_from_then_on():
+    server = _BlobServer(("Missing", "Upload"))  # a release older than UploadBatch
+    uploader = BlobUploader(server.target, secure=False)
+    try:
+        first = [os.urandom(1000) for _ in range(3)]
+        _put_and_flush(uploader, first)  # UploadBatch is refused; the same batch goes by stream
+        later = [os.urandom(1000) for _ in range(2)]
+        _put_and_flush(uploader, later)  # asked once: no second try
+    finally:
+        uploader.shutdown(timeout=10)
+        server.stop()
+    assert server.asked == ["Missing", "UploadBatch", "Upload", "Missing", "Upload"]
+    assert server.received == {hashlib.sha256(data).hexdigest(): data for data in first + later}
+    stats = uploader.stats()
+    assert (stats.uploaded, stats.dropped, stats.queued) == (5, 0, 0)
