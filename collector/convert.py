@@ -38,10 +38,9 @@ from typing import Any, Iterator
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tracetape.schemas.wire import read_varint, varint
 from tracetape.schemas.config import MAX_ATTRIBUTE_BYTES, setting
 from tracetape.schemas.errors import InvalidPayload
-
+from tracetape.schemas.wire import read_varint, varint
 
 __all__ = ["SpanBatch", "ConversionError", "screen_request", "convert_request", "envelope", "upgrade_envelope",
            "TRUNCATION_MARKER"]

@@ -27,8 +27,8 @@ from ._finisher import settle
 from ._boundary import ask_player, recorded_error, tracer
 from ._guard import guarded
 from ._payload import payload_attributes, preview_of, redacted, run_finished, run_of, to_json_bytes
-from ._processor import run_stamp
-from ._runs import Run, activate, current_run, deactivate
+from ._processor import current_stamp
+from ._runs import Run, activate, deactivate
 from ._tasks import new_root, reset
 from ._values import close_run
 from .environment import snapshot
@@ -171,10 +171,9 @@ class _ToolCalls:
         return redacted(REQUEST, to_json_bytes(self.bind(args, kwargs)))
 
     def _start(self, payload: bytes) -> Span:
-        run = current_run()
-        attributes = payload_attributes(run.run_id if run is not None else None, REQUEST, payload)
-        if run is not None:
-            attributes.update(run_stamp(run))
+        stamp = current_stamp()
+        attributes = payload_attributes(stamp.get(A.RUN_ID), REQUEST, payload)
+        attributes.update(stamp)
         attributes.update({
             A.EVENT_KIND: EventKind.TOOL_CALL.value,
             A.GEN_AI_OPERATION_NAME: "execute_tool",

@@ -26,8 +26,7 @@ from tracetape.schemas.events import EventKind
 from . import redaction, seam
 from ._guard import guarded
 from ._payload import attach
-from ._processor import run_stamp
-from ._runs import current_run
+from ._processor import current_stamp
 
 __all__ = ["suppressed", "tracer", "use_provider", "start", "serve", "ask_player", "finish", "record_error",
            "pack_bytes", "unpack_bytes", "recorded_error"]
@@ -57,9 +56,8 @@ def suppressed() -> bool:
 
 def start(name: str, kind: EventKind, request: bytes, attributes: Mapping[str, Any],
           span_kind: SpanKind = SpanKind.CLIENT) -> Span:
-    run = current_run()
-    stamp = run_stamp(run) if run is not None else {}
-    span = _tracer.start_span(name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes, **stamp})
+    span = _tracer.start_span(name, kind=span_kind,
+                              attributes={A.EVENT_KIND: kind.value, **attributes, **current_stamp()})
     attach(span, seam.REQUEST, request)
     return span
 

@@ -18,14 +18,20 @@ from tracetape.schemas import attributes as A
 from ._runs import Run, current_run
 from ._tasks import current_task_path
 
-__all__ = ["RunSpanProcessor", "run_stamp"]
+__all__ = ["RunSpanProcessor", "current_stamp"]
 
 
-def run_stamp(run: Run) -> dict[str, Any]:
-    """The attributes that place a span in *run*'s order, for a span our own code starts: passed with
-    its other attributes, they spare the processor a second attribute pass (a lock and a validation of
-    every value, several µs a span). Taken right before the span starts, so the order is the same."""
+def _stamp(run: Run) -> dict[str, Any]:
     return {A.RUN_ID: run.run_id, A.SEQ: run.next_seq(), A.TASK: current_task_path()}
+
+
+def current_stamp() -> dict[str, Any]:
+    """The attributes that place a span in the current run's order (none outside a run), for a span our
+    own code starts: passed with its other attributes, they spare the processor a second attribute pass
+    (a lock and a validation of every value, several µs a span). Taken right before the span starts, so
+    the order is the same."""
+    run = current_run()
+    return _stamp(run) if run is not None else {}
 
 
 class RunSpanProcessor(SpanProcessor):
@@ -43,7 +49,7 @@ class RunSpanProcessor(SpanProcessor):
         if run is None:
             return
         if A.SEQ not in span.attributes:
-            span.set_attributes({**run_stamp(run), **self._project})
+            span.set_attributes({**_stamp(run), **self._project})
         elif self._project:
             span.set_attributes(self._project)
         self._open[span.context.span_id] = run
