@@ -12,7 +12,8 @@ whatever thread collected it.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from tracetape.schemas.attributes import (
     GEN_AI_REQUEST_STOP_SEQUENCES, GEN_AI_REQUEST_TOP_K, GEN_AI_REQUEST_FREQUENCY_PENALTY,

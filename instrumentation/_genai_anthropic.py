@@ -10,7 +10,8 @@ Input tokens include cache reads and writes, as the GenAI conventions ask.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tracetape.schemas import attributes as A
 

@@ -11,7 +11,8 @@ OpenAI instrumentation does (``stop``, ``length``, ``error``, ``tool_call``).
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tracetape.schemas import attributes as A
 

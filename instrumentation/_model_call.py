@@ -22,8 +22,9 @@ from __future__ import annotations
 import functools
 import json
 from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import httpx2
 from opentelemetry import context as otel_context

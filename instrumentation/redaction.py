@@ -122,15 +122,27 @@ class _Rule:
 
 
 class _RuleSet:
-    """The rules in force, with one alternation of every marker for short data.
+    """The rules in force, with one alternation of every marker for short data, and a memo of clean payloads.
 
     A short payload (tool arguments, a preview, a header) costs more in the
     per-rule calls than in scanning; one search for any marker usually clears
     it at once. Long data is scanned marker by marker (literal searches beat
     one alternation there), so the gate only applies below :data:`_GATE_BYTES`.
+
+    Long data is what repeats: an agent resends its whole conversation with
+    every model call, so a request is the previous one with new turns between
+    the same start (system prompt, history) and the same end (tool
+    definitions, parameters). Up to :data:`_MEMO_ENTRIES` recent payloads in
+    which no marker occurs are remembered; of a new payload that shares a
+    start and an end with one, only the changed middle is scanned for markers,
+    widened on both sides by the longest marker so that one across a seam is
+    still found. Scanning stays proportional to what is new, not to the length
+    of the conversation. When a marker is found, every rule runs on the whole
+    payload, as without the memo. A rule without markers (a user pattern with
+    no literal start) runs on everything anyway, so then nothing is skipped.
     """
 
-    __slots__ = ("rules", "unmarked", "gate_text", "gate_bytes")
+    __slots__ = ("rules", "unmarked", "gate_text", "gate_bytes", "marked_bytes", "margin", "clean")
 
     def __init__(self, rules: tuple[_Rule, ...]) -> None:
         self.rules = rules
@@ -139,6 +151,10 @@ class _RuleSet:
         alternation = "|".join(markers)
         self.gate_text = re.compile(alternation).search if markers else None
         self.gate_bytes = re.compile(alternation.encode("utf-8")).search if markers else None
+        self.marked_bytes = tuple(found for rule in rules for found in rule.binary_markers)
+        # Markers are literals and character classes, never quantified: no match is longer than its source.
+        self.margin = max(map(len, markers), default=0)
+        self.clean: tuple[bytes, ...] = ()
 
     def for_text(self, text: str) -> tuple[_Rule, ...]:
         gate = self.gate_text
@@ -148,12 +164,62 @@ class _RuleSet:
 
     def for_bytes(self, data: bytes) -> tuple[_Rule, ...]:
         gate = self.gate_bytes
-        if gate is not None and len(data) <= _GATE_BYTES and gate(data) is None:
-            return self.unmarked
-        return self.rules
+        if gate is None or self.unmarked:
+            return self.rules
+        if len(data) <= _GATE_BYTES:
+            return self.unmarked if gate(data) is None else self.rules
+        unseen = self._unseen(data)
+        if any(found(unseen) for found in self.marked_bytes):
+            return self.rules
+        if len(data) <= _MEMO_BYTES:
+            self.clean = (data,) + tuple(seen for seen in self.clean[:_MEMO_ENTRIES - 1] if seen is not data)
+        return self.unmarked
+
+    def _unseen(self, data: bytes) -> bytes:
+        """The part of *data* that no remembered clean payload vouches for (all of it, if none shares its start)."""
+        head = data[:_HEAD_BYTES]
+        for seen in self.clean:
+            if seen.startswith(head):
+                start = common_prefix(seen, data)
+                end = len(data) - common_suffix(seen, data, min(len(seen), len(data)) - start)
+                return data[max(0, start - self.margin):end + self.margin]
+        return data
+
+
+def common_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes *a* and *b* share: a binary search of C-speed comparisons, no copies."""
+    low, high = 0, min(len(a), len(b))
+    view = memoryview(a)
+    if b.startswith(view[:high]):  # the same payload again: one comparison
+        return high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if b.startswith(view[low:middle], low):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """How many trailing bytes *a* and *b* share, at most *limit*."""
+    low, high = 0, limit
+    view, end_a, end_b = memoryview(a), len(a), len(b)
+    if b.startswith(view[end_a - high:end_a], end_b - high):
+        return high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if b.startswith(view[end_a - middle:end_a - low], end_b - middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 _GATE_BYTES = 512
+_HEAD_BYTES = 64  # a remembered payload is compared with one that starts the same
+_MEMO_ENTRIES = 4
+_MEMO_BYTES = 1 << 20  # larger payloads are not remembered: the memo holds at most 4 MiB
 _defaults = tuple(_Rule(pattern, markers) for markers, pattern in _DEFAULTS)
 _rules = _RuleSet(_defaults)
 _hooks: tuple[Hook, ...] = ()

@@ -129,3 +129,39 @@ def test_no_secret_reaches_any_table_of_the_store_and_the_redacted_recording_rep
             assert found == [], f"secrets found in table {table}: {found[:3]}"
     finally:
         client.close()
+
+
+CONVERSATION = b'{"messages":[{"role":"system","content":"' + b"You plan trips. " * 200 + b'"}' + b"%s" + \
+    b'],"model":"gpt-4o","tools":[' + b'{"name":"lookup","description":"' + b"Looks things up. " * 200 + b'"}]}'
+
+
+@pytest.mark.parametrize("turn, expected", [
+    (b',{"role":"user","content":"my key is sk-proj-ABCDEFGHIJKLMNOPQRSTUV"}',
+     b',{"role":"user","content":"my key is [REDACTED]"}'),
+    (b',{"role":"user","content":"Authorization: Bearer abcdefghijklmnop"}',
+     b',{"role":"user","content":"Authorization: [REDACTED]"}'),
+], ids=["key", "bearer"])
+def test_a_secret_in_the_new_turn_of_a_resent_conversation_is_removed(turn, expected):
+    """Requests repeat what an earlier one held; only the new part is scanned, and a secret there is still found."""
+    clean = CONVERSATION % b""
+    assert redaction.redact("request", clean) == clean
+    assert redaction.redact("request", clean) == clean  # the same again: vouched for by the first
+    assert redaction.redact("request", CONVERSATION % turn) == CONVERSATION % expected
+
+
+def test_a_secret_across_the_edge_of_the_unchanged_part_is_removed():
+    """A key that starts in bytes an earlier clean payload had and ends in new bytes is found whole."""
+    before = b"x" * 3000 + b" id sk" + b"y" * 3000
+    after = b"x" * 3000 + b" id sk-proj-ABCDEFGHIJKLMNOPQRSTUV " + b"y" * 3000
+    assert redaction.redact("request", before) == before
+    assert redaction.redact("request", after) == b"x" * 3000 + b" id [REDACTED] " + b"y" * 3000
+
+
+def test_rules_added_later_apply_to_a_payload_cleared_before():
+    payload = b"ticket CUST-123456 " * 100
+    assert redaction.redact("request", payload) == payload
+    redaction.configure(patterns=[r"CUST-\d{6}"])
+    try:
+        assert redaction.redact("request", payload) == b"ticket [REDACTED] " * 100
+    finally:
+        redaction.configure()
