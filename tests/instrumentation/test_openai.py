@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
 import pytest
 
 from model_support import Recording, TapePlayer, _exporter, model_spans, recording  # noqa: F401
-from tracetape.demo.mock_openai import MockOpenAI
+from tracetape.demo._mock_http import sse_event
+from tracetape.demo.mock_openai import MockOpenAI, stream_chunks
 from tracetape.instrumentation import _finisher, _nesting, seam
 from tracetape.instrumentation.http import HTTPInstrumentor
 from tracetape.schemas import attributes as A
@@ -157,6 +159,42 @@ def test_chat_stream_output_is_assembled_from_the_chunks(recording: Recording, m
     assert attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
     usage = chunks[-1].usage
     assert usage is not None and attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] == usage.completion_tokens
+
+
+def test_keep_alive_comments_in_a_stream_change_nothing_in_its_attributes(recording: Recording) -> None:
+    """Some OpenAI-compatible providers send ``: keep-alive`` comments between chunks; the SDK skips them,
+    and the call's GenAI attributes are those of the same stream without them."""
+    with MockOpenAI() as mock:
+        completion = mock._completion({"model": MODEL, "messages": QUESTION}, {"content": "Sunny, 21 C.",
+                                                                              "tool_calls": []})
+    events = [sse_event(chunk) for chunk in stream_chunks(completion, True)] + [sse_event("[DONE]")]
+    chatty = [piece for event in events for piece in (b": keep-alive\n\n", event)]
+
+    class Events(httpx2.SyncByteStream):
+        def __init__(self, pieces: list[bytes]) -> None:
+            self.pieces = pieces
+
+        def __iter__(self) -> Any:
+            yield from self.pieces
+
+    def provider(request: httpx2.Request) -> httpx2.Response:
+        pieces = chatty if request.headers.get("x-chatty") else events
+        return httpx2.Response(200, stream=Events(pieces), headers={"content-type": "text/event-stream"})
+
+    texts = []
+    with openai.OpenAI(base_url="http://provider.test/v1", api_key="sk-test", max_retries=0,
+                       http_client=httpx2.Client(transport=httpx2.MockTransport(provider))) as client:
+        for headers in ({}, {"x-chatty": "1"}):
+            chunks = client.chat.completions.create(model=MODEL, messages=QUESTION, stream=True, extra_headers=headers,
+                                                    stream_options={"include_usage": True})
+            texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+    plain, chatty_span = recording.calls()
+    assert texts == ["Sunny, 21 C."] * 2
+    assert chatty_span.attributes["tracetape.stream.chunks"] == 2 * len(events)
+    keys = (A.GEN_AI_OUTPUT_MESSAGES, A.GEN_AI_RESPONSE_FINISH_REASONS, A.GEN_AI_RESPONSE_ID,
+            A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_OUTPUT_TOKENS)
+    assert json.loads(plain.attributes[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"][0]["content"] == "Sunny, 21 C."
+    assert [plain.attributes[k] for k in keys] == [chatty_span.attributes[k] for k in keys]
 
 
 def test_responses_api_plain_streamed_and_async(recording: Recording, mock_openai) -> None:
