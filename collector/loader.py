@@ -23,6 +23,7 @@ from typing import Any
 from tracetape.schemas.wire import field, read_varint, varint
 
 from . import otlp_sql
+from .engine import release_memory
 from .ingest_seq import IngestSequence
 from .metrics import METRICS
 from .spool import Spool
@@ -95,6 +96,8 @@ class SegmentLoader:
                 raise
             for segment in segments:
                 self._insert_one_by_one(segment, exc, client)
+        if not self._http:
+            release_memory(client)
         return sum(scan.spans for scan in scans)
 
     def _insert_spans(self, segments: list[str], client: Any) -> None:

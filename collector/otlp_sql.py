@@ -265,6 +265,15 @@ FROM (
 """
 
 
+# ``optimize_on_insert`` 0: ReplacingMergeTree would collapse rows with the same key within each inserted
+# block, which no reader needs (reads use FINAL) and which cost the INSERT another copy of the block:
+# measured in chDB on 32 MB of envelopes, the INSERT's peak fell from 98 to 80 MB and its time by ~15%.
+# ``storage_file_read_method`` pread: chDB (clickhouse-local) maps a ``file()`` into memory by default, so
+# the spool segments an INSERT read counted in the collector's resident memory (two inserts of 32 MB: up
+# to 64 MB more, measured as mapped-file RSS); read into small buffers instead, they cost nothing resident.
+_INSERT_SETTINGS = {"optimize_on_insert": "0", "storage_file_read_method": "pread"}
+
+
 @functools.lru_cache(maxsize=8)
 def insert_from_files(database: str, pattern: str, schema_file: str) -> str:
     """INSERT of the envelope files matching *pattern* (a chDB-local path or glob).
@@ -275,7 +284,8 @@ def insert_from_files(database: str, pattern: str, schema_file: str) -> str:
     written), whatever the read block size (2 to 65,409 requests measured the same).
     """
     source = f"file({_quote(pattern)}, 'Protobuf', {_quote(input_structure())})"
-    settings = {**format_settings(schema_file), "max_threads": "1", "max_insert_threads": "1", "max_block_size": "8"}
+    settings = {**format_settings(schema_file), **_INSERT_SETTINGS, "max_threads": "1", "max_insert_threads": "1",
+                "max_block_size": "8"}
     clause = ", ".join(f"{key} = {_quote(value)}" for key, value in settings.items())
     return f"INSERT INTO {database}.spans {select_spans(source)} SETTINGS {clause}"
 

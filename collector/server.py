@@ -31,6 +31,7 @@ from tracetape.schemas.errors import StoreUnavailable, TracetapeError
 from tracetape.schemas.store import open_client
 
 from . import settings
+from .engine import check_options, engine_options, keep_dataframe_libraries_out
 from .health import Health
 from .logs import configure_logging
 from .migrate import apply_migrations
@@ -73,7 +74,13 @@ class Collector:
     def _connect(self) -> Any:
         """A client on the store with the migrations applied; StoreUnavailable while a server does not answer."""
         try:
-            client = open_client(self.address)
+            options = engine_options(self.config.chdb_options) if self.address.kind == "chdb" else {}
+            client = open_client(self.address, engine_options=options)
+            try:
+                check_options(client, options)
+            except TracetapeError:
+                client.close()
+                raise
             apply_migrations(client, self.config.database)
         except TracetapeError:
             raise
@@ -89,7 +96,12 @@ class Collector:
         limits = WriterLimits(max_rows=cfg.max_rows, max_delay=cfg.max_delay_ms / 1000,
                               max_batch_bytes=cfg.batch_max_bytes, max_backlog_bytes=cfg.writer_backlog_bytes,
                               spool_bytes=cfg.spool_max_bytes)
-        return ClickHouseWriter.with_spool(None, cfg.database, cfg.data_dir, limits=limits, connect=self._connect)
+        # Throughput or memory, for the embedded engine (it runs in this process): bench/ingest.py, 1M spans on
+        # 2 cores, quiet: 2 INSERTs of up to 32 MB (the default) 46-53k spans/s, peak RSS 571-596 MB; 1 INSERT of
+        # up to 16 MB 30.2k spans/s, 474 MB (a fixed ~0.1 s per INSERT makes small batches dear).
+        threads = cfg.insert_threads or None
+        return ClickHouseWriter.with_spool(None, cfg.database, cfg.data_dir, limits=limits, connect=self._connect,
+                                           engine_threads=threads)
 
     def _probe(self) -> None:
         assert self._writer is not None
@@ -204,6 +216,7 @@ class Collector:
 
 def run(cfg: CollectorConfig) -> int:
     """Start a collector, print where it listens, serve until SIGTERM/SIGINT."""
+    keep_dataframe_libraries_out()
     collector = Collector(cfg).start()
     print(f"tracetape collector: OTLP/gRPC {collector.grpc_endpoint}"
           + (f"  OTLP/HTTP {collector.http_url}" if collector.http_url else "")

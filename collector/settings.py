@@ -23,6 +23,8 @@ from tracetape.schemas.config import Setting
 from tracetape.schemas.errors import ConfigError
 from tracetape.schemas.store import StoreAddress, parse_store
 
+from .engine import engine_options
+
 __all__ = ["CollectorConfig", "add_arguments", "load", "parse_tokens", "FIELDS"]
 
 
@@ -70,6 +72,11 @@ def _number(spec: Setting[int]) -> Callable[[Any], int]:
     return lambda value: spec.parse(str(value))
 
 
+def _chdb_options(value: str) -> str:
+    engine_options(value)  # checked now, so a malformed value fails at startup with its source
+    return value
+
+
 def _default(spec: Setting[Any]) -> Any:
     return field(default_factory=lambda: config.setting(spec))
 
@@ -90,6 +97,9 @@ FIELDS = (
            _number(config.BATCH_MAX_DELAY_MS), (int,), "--batch-max-delay-ms"),
     _Field("batch_max_bytes", config.BATCH_MAX_BYTES, "most export bytes in one INSERT",
            _number(config.BATCH_MAX_BYTES), (int,)),
+    _Field("insert_threads", config.INSERT_THREADS,
+           "INSERTs at once; 0: the cores, at most 4 (1, with 16 MB batches: the lean setting)",
+           _number(config.INSERT_THREADS), (int,)),
     _Field("writer_backlog_bytes", config.WRITER_BACKLOG_BYTES,
            "accepted bytes not yet inserted while the store is up; beyond, RESOURCE_EXHAUSTED",
            _number(config.WRITER_BACKLOG_BYTES), (int,)),
@@ -100,6 +110,9 @@ FIELDS = (
     _Field("tls_cert", config.TLS_CERT, "PEM certificate chain: serve gRPC and HTTP over TLS (needs --tls-key)"),
     _Field("tls_key", config.TLS_KEY, "PEM private key of --tls-cert"),
     _Field("log_format", config.LOG_FORMAT, "text or json log lines", config.LOG_FORMAT.parse),
+    _Field("chdb_options", config.CHDB_OPTIONS,
+           "NAME=VALUE,... server settings of the embedded chDB engine, on top of the collector's own",
+           _chdb_options),
 )
 
 
@@ -120,12 +133,14 @@ class CollectorConfig:
     max_rows: int = _default(config.BATCH_MAX_ROWS)
     max_delay_ms: int = _default(config.BATCH_MAX_DELAY_MS)
     batch_max_bytes: int = _default(config.BATCH_MAX_BYTES)
+    insert_threads: int = _default(config.INSERT_THREADS)
     writer_backlog_bytes: int = _default(config.WRITER_BACKLOG_BYTES)
     spool_max_bytes: int = _default(config.SPOOL_MAX_BYTES)
     max_request_bytes: int = _default(config.MAX_REQUEST_BYTES)
     tls_cert: str = _default(config.TLS_CERT)
     tls_key: str = _default(config.TLS_KEY)
     log_format: str = _default(config.LOG_FORMAT)
+    chdb_options: str = _default(config.CHDB_OPTIONS)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -139,7 +139,7 @@ REPLAY = Setting("TRACETAPE_REPLAY", "", str,
 
 __all__ += ["HTTP_LISTEN", "MAX_REQUEST_BYTES", "TLS_CERT", "TLS_KEY", "LOG_FORMAT", "CONFIG_FILE",
             "MAX_ATTRIBUTE_BYTES", "SPOOL_MAX_BYTES", "WRITER_BACKLOG_BYTES", "BATCH_MAX_BYTES",
-            "FAULT_STORE_DOWN_FILE"]
+            "FAULT_STORE_DOWN_FILE", "CHDB_OPTIONS", "INSERT_THREADS"]
 
 
 def _one_of(*choices: str) -> Callable[[str], str]:
@@ -185,7 +185,25 @@ WRITER_BACKLOG_BYTES = Setting(
     "Accepted export bytes not yet in the store while it is up; beyond it exports get RESOURCE_EXHAUSTED "
     "with a retry delay (while the store is down, the spool's own bound applies).")
 BATCH_MAX_BYTES = Setting(
-    "TRACETAPE_BATCH_MAX_BYTES", 32 * 1024 * 1024, _parse_bytes, "Most export bytes in one INSERT.")
+    "TRACETAPE_BATCH_MAX_BYTES", 32 * 1024 * 1024, _parse_bytes,
+    "Most export bytes in one INSERT (an embedded INSERT holds several times this in the collector's memory).")
+
+
+def _parse_count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"must be 0 or more: {raw!r}")
+    return value
+
+
+INSERT_THREADS = Setting(
+    "TRACETAPE_INSERT_THREADS", 0, _parse_count,
+    "INSERTs running at once; 0: the cores, at most 4. With the embedded store each holds its batch several "
+    "times over in the collector's memory: 1 (and 16 MB batches) is the lean setting.")
+CHDB_OPTIONS = Setting(
+    "TRACETAPE_CHDB_OPTIONS", "", str,
+    "KEY=VALUE,... server settings of the embedded chDB engine (e.g. max_server_memory_usage=1000000000), "
+    "on top of the collector's own (collector/engine.py); ignored with a ClickHouse server.")
 FAULT_STORE_DOWN_FILE = Setting(
     "TRACETAPE_FAULT_STORE_DOWN_FILE", "", str,
     "Test and drill hook: while this file exists, every insert fails as if the store were down.")

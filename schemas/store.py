@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
@@ -52,8 +52,16 @@ def parse_store(spec: str) -> StoreAddress:
     return StoreAddress("chdb", path=os.path.abspath(os.path.expanduser(path)))
 
 
-def open_client(address: StoreAddress, database: str = "default", **settings: Any) -> "Client":
-    """A clickhouse-connect client for *address*."""
+def open_client(address: StoreAddress, database: str = "default", *,
+                engine_options: Mapping[str, str] | None = None, **settings: Any) -> "Client":
+    """A clickhouse-connect client for *address*; *settings* are session settings.
+
+    *engine_options* are server-level settings of the embedded engine (``max_server_memory_usage``,
+    ``background_pool_size``, ``mark_cache_size``...), which chDB takes only when it starts: they reach
+    it if this is the process's first open connection to the store, and are ignored (by chDB) otherwise,
+    so the process that owns the store (the collector) opens it first. A server ignores them: it has its
+    own configuration.
+    """
     try:
         import clickhouse_connect
     except ImportError as exc:
@@ -67,7 +75,8 @@ def open_client(address: StoreAddress, database: str = "default", **settings: An
         except ImportError as exc:
             raise MissingExtraError("the embedded store needs chdb: pip install 'tracetape[collector]'") from exc
         return clickhouse_connect.get_client(
-            interface="chdb", path=address.path, database=database, settings=settings or None)
+            interface="chdb", path=address.path, database=database, settings=settings or None,
+            chdb_options=dict(engine_options) if engine_options else None)
     parts = urlsplit(address.url)
     return clickhouse_connect.get_client(
         host=parts.hostname,

@@ -93,3 +93,19 @@ def test_store_of_an_older_release_gets_small_span_granules_and_keeps_spans_and_
     assert DURABLE in upgraded["create"]["spans"]
     assert upgraded["spans"] == 2 and upgraded["runs"] == [["run-1000"], ["run-5"]]
     assert "spans_0005" not in upgraded["engine"]
+
+
+def test_store_of_an_older_release_gets_lean_span_merges_and_keeps_its_spans(tmp_path: Path) -> None:
+    """0006 only changes merge settings of ``spans``: every row and run stays."""
+    store = tmp_path / "store"
+    old = _migrate(store, before=6)
+    assert old["applied"] == [1, 2, 3, 4, 5] and old["spans"] == 1
+    assert "merge_max_block_size = 1024" not in old["create"]["spans"]
+
+    upgraded = _migrate(store)
+    assert upgraded["applied"] == [m.version for m in ddl.migrations() if m.version >= 6]
+    assert "merge_max_block_size = 1024" in upgraded["create"]["spans"]
+    assert "merge_max_block_size_bytes = 1048576" in upgraded["create"]["spans"]
+    assert "max_parts_to_merge_at_once = 10" in upgraded["create"]["spans"]
+    assert "index_granularity_bytes = 1048576" in upgraded["create"]["spans"] and DURABLE in upgraded["create"]["spans"]
+    assert upgraded["spans"] == 2 and upgraded["runs"] == [["run-1000"], ["run-6"]]
