@@ -16,8 +16,10 @@ repeats, as:
   bytes as its payload, and of a file elsewhere the cost of deciding not to.
 
 Redaction runs on every payload before it is hashed: it is measured per
-kilobyte on a typical chat request and on a large payload, next to SHA-256
-of the same bytes (which every payload pays anyway).
+kilobyte on chat requests it has not seen (each starts differently), on the
+requests of a growing conversation (each one turn longer: only what changed
+is scanned) and on a large payload, next to SHA-256 of the same bytes (which
+every payload pays anyway).
 """
 
 from __future__ import annotations
@@ -38,19 +40,22 @@ from pathlib import Path
 os.environ.setdefault("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "tracetape_openai,tracetape_anthropic,tracetape_mcp")
 
 
-def _per_call_ns(statement: str, namespace: dict, number: int, repeat: int = 7) -> float:
-    timer = timeit.Timer(statement, globals=namespace)
+def _per_call_ns(statement: str, namespace: dict, number: int, repeat: int = 7, setup: str = "pass") -> float:
+    timer = timeit.Timer(statement, setup=setup, globals=namespace)
     return min(timer.repeat(repeat=repeat, number=number)) / number * 1e9
 
 
-def _chat_request() -> bytes:
+def _chat_requests(count: int, growing: bool) -> list[bytes]:
+    """*count* chat requests of 14+ messages and 5 tools: each one turn longer than the one before (an agent
+    resending its conversation), or each with a start of its own (a payload redaction has never seen)."""
     messages = [{"role": "user" if i % 2 else "assistant",
                  "content": "Please look up the forecast for Lisbon, Paris and Tokyo and summarise it. " * 3}
-                for i in range(14)]
+                for i in range(14 + count)]
     tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": "Look something up.",
                                                "parameters": {"type": "object", "properties": {}}}}
              for i in range(5)]
-    return json.dumps({"model": "gpt-4o", "messages": messages, "tools": tools, "temperature": 0}).encode()
+    return [json.dumps({"user": "" if growing else f"u{n}", "messages": messages[:14 + n if growing else 14],
+                        "tools": tools, "model": "gpt-4o"}).encode() for n in range(count)]
 
 
 def _row(name: str, baseline: float, outside: float, inside: float) -> str:
@@ -108,13 +113,18 @@ def main() -> None:
     from tracetape.instrumentation.redaction import redact
 
     print("\nredaction at capture vs SHA-256 of the same bytes (both run on every payload)")
-    large = os.urandom(4 * 1024 * 1024).hex().encode()
-    for label, data in (("chat request", _chat_request()), ("8 MB payload", large)):
-        count = max(3, (200 if args.quick else 2000) * 1024 // len(data) or 3)
-        scan = _per_call_ns("redact('request', data)", {"redact": redact, "data": data}, count, repeat=3)
-        digest = _per_call_ns("sha256(data).digest()", {"sha256": hashlib.sha256, "data": data}, count, repeat=3)
-        kib = len(data) / 1024
-        print(f"{label:<14} {len(data):>9} bytes  redact {scan / 1e3:9.1f} us ({scan / kib:6.0f} ns/KiB)"
+    count = 200 if args.quick else 2000
+    cases = (("chat request, new", _chat_requests(count, growing=False)),
+             ("chat request, +1 turn", _chat_requests(200, growing=True)),  # 14 to 213 messages
+             ("8 MB payload", [os.urandom(4 * 1024 * 1024).hex().encode()] * 3))
+    for label, payloads in cases:
+        number, size = len(payloads), sum(map(len, payloads)) / len(payloads)
+        scan = _per_call_ns("redact('request', next(them))", {"redact": redact, "payloads": payloads}, number,
+                            repeat=3, setup="them = iter(payloads)")
+        digest = _per_call_ns("sha256(next(them)).digest()", {"sha256": hashlib.sha256, "payloads": payloads},
+                              number, repeat=3, setup="them = iter(payloads)")
+        kib = size / 1024
+        print(f"{label:<21} {size:>9.0f} bytes  redact {scan / 1e3:9.1f} us ({scan / kib:6.0f} ns/KiB)"
               f"  sha256 {digest / 1e3:9.1f} us ({digest / kib:5.0f} ns/KiB)  ratio {scan / digest:5.1f}x")
 
 

@@ -147,7 +147,7 @@ class Variant:
             self._instrumentor.uninstrument()
 
 
-def _scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], Any]]:
+def scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], Any]]:
     def plain() -> None:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=TOOLS)
 
@@ -230,7 +230,7 @@ def main() -> None:
     with openai.OpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0) as client:
         aclient = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0)
         variant = Variant(args.variant, provider, args.collector)
-        series = _measure(_scenarios(client, aclient, loop), variant, args.calls, args.rounds)
+        series = _measure(scenarios(client, aclient, loop), variant, args.calls, args.rounds)
         loop.run_until_complete(aclient.close())
     loop.close()
     variant.close()
