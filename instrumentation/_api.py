@@ -23,7 +23,6 @@ from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
 from . import seam
-from ._finisher import settle
 from ._boundary import ask_player, recorded_error, tracer
 from ._guard import guarded
 from ._payload import payload_attributes, preview_of, redacted, run_finished, run_of, to_json_bytes
@@ -88,7 +87,6 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
 
 def _finish_run(span: Span, current: Run, outcome: str) -> None:
     close_run(current)
-    settle()  # model calls still being ended add to the run's totals
     span.set_attribute(A.RUN_OUTCOME, outcome)
     span.set_attribute(A.RUN_EVENT_COUNT, current.event_count)
     span.set_attribute(A.RUN_ERROR_COUNT, current.errors)
@@ -171,7 +169,7 @@ class _ToolCalls:
         return redacted(REQUEST, to_json_bytes(self.bind(args, kwargs)))
 
     def _start(self, payload: bytes) -> Span:
-        stamp = current_stamp()
+        start, stamp = current_stamp()
         attributes = payload_attributes(stamp.get(A.RUN_ID), REQUEST, payload)
         attributes.update(stamp)
         attributes.update({
@@ -180,7 +178,7 @@ class _ToolCalls:
             A.GEN_AI_TOOL_NAME: self.name,
             A.GEN_AI_TOOL_CALL_ARGUMENTS: preview_of(payload),
         })
-        return tracer().start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attributes)
+        return tracer().start_span(self.span_name, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start)
 
     @staticmethod
     def ended(span: Span | None, token: object, result: Any, served: seam.Served | None) -> Any:

@@ -56,8 +56,9 @@ def suppressed() -> bool:
 
 def start(name: str, kind: EventKind, request: bytes, attributes: Mapping[str, Any],
           span_kind: SpanKind = SpanKind.CLIENT) -> Span:
-    span = _tracer.start_span(name, kind=span_kind,
-                              attributes={A.EVENT_KIND: kind.value, **attributes, **current_stamp()})
+    start_time, stamp = current_stamp()
+    span = _tracer.start_span(name, kind=span_kind, attributes={A.EVENT_KIND: kind.value, **attributes, **stamp},
+                              start_time=start_time)
     attach(span, seam.REQUEST, request)
     return span
 

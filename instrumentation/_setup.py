@@ -28,7 +28,6 @@ from tracetape.schemas import config
 from . import _payload, redaction
 from ._blobs import BlobUploader
 from ._boundary import use_provider
-from ._finisher import settle
 from ._patches import PatchSet
 from ._processor import RunSpanProcessor
 from ._tasks import propagation_patches
@@ -224,7 +223,6 @@ def flush(timeout: float = 10.0) -> bool:
     if active is None:
         return True
     deadline = time.monotonic() + timeout
-    settle(timeout)  # events still being ended hand over their payloads and spans
     blobs_done = active.uploader.flush(max(0.0, deadline - time.monotonic()))
     return active.switch.force_flush(int(timeout * 1000)) and blobs_done
 
@@ -244,7 +242,6 @@ def uninstrument(timeout: float = 10.0) -> None:
         for instrumentor in active.instrumentors:
             instrumentor.uninstrument()
         active.patches.undo()
-        settle(timeout)
         redaction.configure()
         answers = _answers(active.target)
         # Payloads first: a span read back before its blobs would look broken.

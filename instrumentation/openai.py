@@ -41,7 +41,7 @@ from ._genai import chat_request, chat_response, chat_stream
 from ._genai_responses import responses_request, responses_response, responses_stream
 from ._guard import guarded
 from ._model_call import (Api, ModelCall, PatchingInstrumentor, async_request_wrapper, begin, current_call,
-                          finish_while_waiting, recorded_message, recorded_response, request_body, request_wrapper)
+                          recorded_message, recorded_response, request_body, request_wrapper)
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -95,7 +95,6 @@ def _send(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str, Any]) -> A
     if served is not None:
         response = recorded_response(call, served, request, _no_response)
     else:
-        guarded(finish_while_waiting, request, False)
         response = wrapped(*args, **kwargs)
     if guarded(call.received, response, False):
         call.response = response.read()
@@ -113,7 +112,6 @@ async def _send_async(wrapped: Any, instance: Any, args: tuple, kwargs: dict[str
     if served is not None:
         response = recorded_response(call, served, request, _no_response)
     else:
-        guarded(finish_while_waiting, request, True)
         response = await wrapped(*args, **kwargs)
     if guarded(call.received, response, True):
         call.response = await response.aread()

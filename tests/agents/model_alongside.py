@@ -27,7 +27,6 @@ def main() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
 
-    from tracetape.instrumentation import _finisher
     from tracetape.instrumentation.openai import OpenAIInstrumentor
 
     OpenAIInstrumentor().instrument()
@@ -42,7 +41,6 @@ def main() -> None:
         client.chat.completions.create(model="gpt-4o", messages=messages)
         for _ in client.chat.completions.create(model="gpt-4o", messages=messages, stream=True):
             pass
-    _finisher.settle()  # tracetape ends its model calls off the calling thread
     spans = [{"name": s.name, "scope": s.instrumentation_scope.name, "span_id": s.context.span_id,
               "parent": s.parent.span_id if s.parent else None,
               "kind": (s.attributes or {}).get("tracetape.event.kind"),

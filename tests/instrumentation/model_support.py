@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tracetape.demo.mock_anthropic import MockAnthropic
-from tracetape.instrumentation import _finisher, _payload, seam
+from tracetape.instrumentation import _payload, seam
 from tracetape.instrumentation._stream import split_events
 from tracetape.instrumentation.anthropic import AnthropicInstrumentor
 from tracetape.instrumentation.openai import OpenAIInstrumentor
@@ -69,7 +69,6 @@ class Recording:
         self.sink = sink
 
     def spans(self) -> list[ReadableSpan]:
-        _finisher.settle()  # model calls are ended off the calling thread
         return list(_exporter.get_finished_spans())
 
     def calls(self) -> list[ReadableSpan]:
@@ -148,7 +147,6 @@ def recording() -> Iterator[Recording]:
         yield Recording(sink)
     finally:
         gc.unfreeze()
-        _finisher.settle()  # the test's last model calls hand their payloads to its sink
         for instrumentor in instrumentors:
             instrumentor.uninstrument()
         _payload.configure(*previous)  # type: ignore[arg-type]

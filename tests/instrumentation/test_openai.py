@@ -20,7 +20,7 @@ import pytest
 from model_support import Recording, TapePlayer, _exporter, model_spans, recording  # noqa: F401
 from tracetape.demo._mock_http import sse_event
 from tracetape.demo.mock_openai import MockOpenAI, stream_chunks
-from tracetape.instrumentation import _finisher, _nesting, seam
+from tracetape.instrumentation import _nesting, seam
 from tracetape.instrumentation.http import HTTPInstrumentor
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
@@ -111,31 +111,21 @@ def _finished_calls(within_s: float) -> int:
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
-def test_an_ending_runs_while_the_next_call_waits_for_its_answer(recording: Recording, mock_openai, monkeypatch,
-                                                                 asynchronous: bool) -> None:
-    monkeypatch.setattr(_finisher, "LINGER_S", 60.0)  # no fallback within the test: only the network wait
+def test_a_call_has_its_whole_event_when_it_returns(recording: Recording, mock_openai, asynchronous: bool) -> None:
+    """No flush, no wait: the span has ended, with its payloads and usage, by the time the SDK returns."""
     if asynchronous:
-        async def two_calls() -> None:
+        async def call() -> None:
             async with async_client_for(mock_openai) as client:
                 await client.chat.completions.create(model=MODEL, messages=QUESTION)
-                assert _finished_calls(0.2) == 0  # the first call's ending waits for a better moment
-                await client.chat.completions.create(model=MODEL, messages=QUESTION)
+                assert _finished_calls(0.0) == 1
 
-        asyncio.run(two_calls())
+        asyncio.run(call())
     else:
         with client_for(mock_openai) as client:
             client.chat.completions.create(model=MODEL, messages=QUESTION)
-            assert _finished_calls(0.2) == 0
-            client.chat.completions.create(model=MODEL, messages=QUESTION)
-    assert _finished_calls(5.0) >= 1  # ended while the second call waited on the network, not by a flush
-    monkeypatch.undo()  # before the flush below: the worker's next wait is the usual one again
-    assert len(recording.calls()) == 2
-
-
-def test_an_ending_runs_soon_even_when_no_other_call_comes(recording: Recording, mock_openai) -> None:
-    with client_for(mock_openai) as client:
-        client.chat.completions.create(model=MODEL, messages=QUESTION)
-    assert _finished_calls(5.0) == 1
+            assert _finished_calls(0.0) == 1
+    (span,) = model_spans(list(_exporter.get_finished_spans()))
+    assert span.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] > 0 and A.blob_attr(seam.RESPONSE) in span.attributes
 
 
 def test_chat_stream_output_is_assembled_from_the_chunks(recording: Recording, mock_openai) -> None:
