@@ -50,11 +50,17 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"not a boolean: {raw!r}")
 
 
-def _parse_positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(f"must be positive: {raw!r}")
-    return value
+def _int_at_least(minimum: int, bound: str) -> Callable[[str], int]:
+    """A parser of whole numbers of at least *minimum*; *bound* says so in the error."""
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(f"must be {bound}: {raw!r}")
+        return value
+    return parse
+
+
+_parse_positive_int = _int_at_least(1, "positive")
 
 
 @dataclass(frozen=True)
@@ -154,12 +160,8 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def _parse_bytes(raw: str) -> int:
-    """A byte bound; under 1 KiB is surely a typo (a forgotten unit), and would refuse every request."""
-    value = int(raw)
-    if value < 1024:
-        raise ValueError(f"must be at least 1024 bytes: {raw!r}")
-    return value
+# A byte bound under 1 KiB is surely a typo (a forgotten unit), and would refuse every request.
+_parse_bytes = _int_at_least(1024, "at least 1024 bytes")
 
 
 HTTP_LISTEN = Setting(
@@ -189,11 +191,7 @@ BATCH_MAX_BYTES = Setting(
     "Most export bytes in one INSERT (an embedded INSERT holds several times this in the collector's memory).")
 
 
-def _parse_count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"must be 0 or more: {raw!r}")
-    return value
+_parse_count = _int_at_least(0, "0 or more")
 
 
 INSERT_THREADS = Setting(
