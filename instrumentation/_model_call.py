@@ -44,6 +44,7 @@ from ._genai import forget_previews
 from ._guard import guarded
 from ._patches import PatchSet
 from ._payload import payload_attributes, redacted, run_of, to_json_bytes
+from ._processor import current_stamp
 from ._stream import RecordedStream, install_recorder, now_ns as _now, split_events
 
 __all__ = ["Api", "ModelCall", "PatchingInstrumentor", "begin", "request_wrapper", "async_request_wrapper",
@@ -225,16 +226,18 @@ def begin(api: Api, provider: str, body: Mapping[str, Any], streaming: bool, ser
     """
     model = str(body.get("model") or "")
     name = f"{api.operation} {model}" if model else api.operation
+    guarded(_demote, trace.get_current_span())
+    start_time, stamp = current_stamp()  # with the others: the run processor then sets none itself
     attributes: dict[str, Any] = {
         A.EVENT_KIND: EventKind.MODEL_CALL.value,
         A.GEN_AI_OPERATION_NAME: api.operation,
         A.GEN_AI_PROVIDER_NAME: provider,
         A.GEN_AI_REQUEST_MODEL: model,
+        **stamp,
     }
     if server is not None:
         attributes[SERVER_ADDRESS], attributes[SERVER_PORT] = server
-    guarded(_demote, trace.get_current_span())
-    span = tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+    span = tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_time)
     return ModelCall(span, api, name, streaming, body)
 
 

@@ -22,10 +22,12 @@ from ._tasks import current_task_path
 __all__ = ["RunSpanProcessor", "current_stamp"]
 
 _wall_ns = time.time_ns  # bound at import, before instrument() patches the clock
+# The project attribute every stamp carries, if the spans need one (set by the processor, see there).
+_project: dict[str, str] = {}
 
 
 def _stamp(run: Run) -> dict[str, Any]:
-    return {A.RUN_ID: run.run_id, A.SEQ: run.next_seq(), A.TASK: current_task_path()}
+    return {A.RUN_ID: run.run_id, A.SEQ: run.next_seq(), A.TASK: current_task_path(), **_project}
 
 
 def current_stamp() -> tuple[int, dict[str, Any]]:
@@ -47,7 +49,9 @@ class RunSpanProcessor(SpanProcessor):
     def __init__(self, project: str, resource: Resource) -> None:
         # The project travels once per export in the Resource, which the collector reads when a span
         # names none; only a provider the app made itself, whose Resource lacks it, needs it per span.
-        self._project = {} if resource.attributes.get(A.PROJECT) == project else {A.PROJECT: project}
+        # It goes in every stamp (one instrumentation, one processor, one project at a time).
+        global _project
+        _project = {} if resource.attributes.get(A.PROJECT) == project else {A.PROJECT: project}
         # span id -> run, for spans open now: on_end gets a different object
         # than on_start, and may run in another thread after the run's
         # context is gone. Entries live exactly as long as their span.
@@ -58,9 +62,7 @@ class RunSpanProcessor(SpanProcessor):
         if run is None:
             return
         if A.SEQ not in span.attributes:
-            span.set_attributes({**_stamp(run), **self._project})
-        elif self._project:
-            span.set_attributes(self._project)
+            span.set_attributes(_stamp(run))
         self._open[span.context.span_id] = run
 
     def on_end(self, span: ReadableSpan) -> None:
