@@ -19,7 +19,7 @@ bench/ingest.py, and each stage timed alone on the benchmark's spool
 segments): ClickHouse spends ~6 µs per span parsing, ~10 µs converting and
 ~7 µs writing the part (compact parts, schemas/ddl/0004; ~1 µs of it the
 ``runs`` view), plus 75–100 ms of planning per INSERT whatever its size, which
-is why the writer loads 32 MB of requests per INSERT. What keeps the
+is why the writer loads up to 24 MB of requests per INSERT. What keeps the
 conversion that cheap:
 
 * Requests are described as *flat* columns (one per leaf field path, arrays of

@@ -31,7 +31,8 @@ from tracetape.schemas.errors import StoreUnavailable, TracetapeError
 from tracetape.schemas.store import open_client
 
 from . import settings
-from .engine import check_options, engine_options, keep_dataframe_libraries_out
+from .engine import (check_options, engine_options, keep_dataframe_libraries_out, shed_engine_code,
+                     tune_engine_allocator)
 from .health import Health
 from .logs import configure_logging
 from .migrate import apply_migrations
@@ -82,6 +83,8 @@ class Collector:
                 client.close()
                 raise
             apply_migrations(client, self.config.database)
+            if self.address.kind == "chdb":
+                shed_engine_code()  # start-up's code, run once (see engine.py)
         except TracetapeError:
             raise
         except Exception as exc:  # noqa: BLE001 - the driver's connection errors, mapped at the boundary
@@ -97,8 +100,9 @@ class Collector:
                               max_batch_bytes=cfg.batch_max_bytes, max_backlog_bytes=cfg.writer_backlog_bytes,
                               spool_bytes=cfg.spool_max_bytes)
         # Throughput or memory, for the embedded engine (it runs in this process): bench/ingest.py, 1M spans on
-        # 2 cores, quiet: 2 INSERTs of up to 32 MB (the default) 46-53k spans/s, peak RSS 571-596 MB; 1 INSERT of
-        # up to 16 MB 30.2k spans/s, 474 MB (a fixed ~0.1 s per INSERT makes small batches dear).
+        # 2 cores: 2 INSERTs of up to 24 MB (the defaults) 42.7-46.6k spans/s at a peak RSS of 447-482 MB (4 runs);
+        # of up to 28 MB 47-48k at 494-495 MB; of up to 32 MB 47-49k at 489-522 MB (a fixed ~0.07 s per INSERT
+        # makes small batches dear, and each INSERT holds its batch several times over until its part is written).
         threads = cfg.insert_threads or None
         return ClickHouseWriter.with_spool(None, cfg.database, cfg.data_dir, limits=limits, connect=self._connect,
                                            engine_threads=threads)
@@ -217,6 +221,7 @@ class Collector:
 def run(cfg: CollectorConfig) -> int:
     """Start a collector, print where it listens, serve until SIGTERM/SIGINT."""
     keep_dataframe_libraries_out()
+    tune_engine_allocator()
     collector = Collector(cfg).start()
     print(f"tracetape collector: OTLP/gRPC {collector.grpc_endpoint}"
           + (f"  OTLP/HTTP {collector.http_url}" if collector.http_url else "")

@@ -98,7 +98,7 @@ FIELDS = (
     _Field("batch_max_bytes", config.BATCH_MAX_BYTES, "most export bytes in one INSERT",
            _number(config.BATCH_MAX_BYTES), (int,)),
     _Field("insert_threads", config.INSERT_THREADS,
-           "INSERTs at once; 0: the cores, at most 4 (1, with 16 MB batches: the lean setting)",
+           "INSERTs at once; 0: the cores, at most 4 (1: the lean setting)",
            _number(config.INSERT_THREADS), (int,)),
     _Field("writer_backlog_bytes", config.WRITER_BACKLOG_BYTES,
            "accepted bytes not yet inserted while the store is up; beyond, RESOURCE_EXHAUSTED",

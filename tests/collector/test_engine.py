@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,54 @@ def test_insert_threads_come_from_flag_env_and_file_and_a_negative_count_is_refu
     assert _load(["--insert-threads", "4"]).insert_threads == 4
     with pytest.raises(ConfigError, match="--insert-threads: must be 0 or more"):
         _load(["--insert-threads", "-1"])
+
+
+def _decay_ms(server: Server) -> str:
+    stats = sql_rows(server, "SELECT stats FROM system.jemalloc_stats")[0][0].replace("\\n", "\n")  # TSV-escaped
+    return next(line.split(":")[1].split()[0] for line in stats.splitlines() if "opt.dirty_decay_ms" in line)
+
+
+def test_the_collectors_engine_returns_freed_memory_quickly_unless_the_operator_says_otherwise(tmp_path):
+    ours = Server(tmp_path / "ours")
+    try:
+        assert _decay_ms(ours) == "50"
+    finally:
+        assert ours.stop() == 0
+    theirs = Server(tmp_path / "theirs", env={"JE_MALLOC_CONF": "dirty_decay_ms:1234"})
+    try:
+        assert _decay_ms(theirs) == "1234"
+    finally:
+        assert theirs.stop() == 0
+
+
+SHED = """
+import json, sys
+from pathlib import Path
+from tracetape.schemas.store import StoreAddress, open_client
+from tracetape.collector.engine import shed_engine_code
+
+def mapped_mb():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssFile:"))
+    return int(line.split()[1]) // 1024
+
+client = open_client(StoreAddress("chdb", path=sys.argv[1]))
+client.command("CREATE TABLE t (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+client.command("INSERT INTO t SELECT number, toString(number) FROM numbers(200000)")
+before = mapped_mb()
+shed = shed_engine_code()
+after = mapped_mb()
+client.command("INSERT INTO t SELECT number, toString(number) FROM numbers(200000, 100000)")
+rows = client.query("SELECT count(), sum(n), max(s) FROM t").result_rows[0]
+print(json.dumps({"before": before, "after": after, "shed": shed, "rows": [int(rows[0]), int(rows[1]), rows[2]]}))
+"""
+
+
+def test_shedding_the_engines_idle_code_frees_resident_memory_and_the_engine_runs_on(tmp_path):
+    """The engine's start-up code stays mapped and counted as resident; shed, it is mapped back only where used."""
+    done = subprocess.run([sys.executable, "-c", SHED, str(tmp_path / "store")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["shed"] > 100 << 20  # the library's code and constants, hundreds of MB of mappings
+    assert result["before"] - result["after"] >= 50, result  # MB no longer resident
+    assert result["rows"] == [300000, sum(range(300000)), "99999"]
