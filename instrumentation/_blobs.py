@@ -55,8 +55,25 @@ _LINGER_BYTES = CHUNK_BYTES
 BATCH_BYTES = 256 * 1024
 
 
+_HOLD_GIL_BYTES = 64 * 1024  # payloads up to this size are hashed without letting go of the GIL
+_GIL_FREE_FROM = 2048  # hashlib lets go of the GIL for any input this long
+
+
 def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """The hex SHA-256 of *data*, hashed on the caller's thread without handing the GIL away, up to 64 KiB.
+
+    hashlib lets go of the GIL for every input of 2 KiB or more. Whenever another thread of the app
+    waits for it, that hands the GIL over mid-call, and the app thread then waits for the other's
+    turn to end. Measured (bench/hotpath.py, a 5 KB payload while another thread runs Python): 42-45 µs
+    a hash on average that way, 6-7 µs fed in pieces of under 2 KiB; alone, 4.5 against 6 µs. Larger
+    payloads are worth hashing in parallel with the app's other threads.
+    """
+    if len(data) < _GIL_FREE_FROM or len(data) > _HOLD_GIL_BYTES:
+        return hashlib.sha256(data).hexdigest()
+    digest, view = hashlib.sha256(), memoryview(data)
+    for offset in range(0, len(view), _GIL_FREE_FROM - 1):
+        digest.update(view[offset:offset + _GIL_FREE_FROM - 1])
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

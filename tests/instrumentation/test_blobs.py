@@ -8,9 +8,10 @@ import json
 import os
 import socket
 
+import pytest
 from determinism_helpers import AGENTS, NO_CLIENTS, collector, shared_collector  # noqa: F401 - fixtures
 from tracetape import replay
-from tracetape.instrumentation._blobs import BlobUploader
+from tracetape.instrumentation._blobs import BlobUploader, sha256_hex
 from tracetape.schemas.events import EventKind
 
 AGENT = AGENTS / "determinism_blobs.py"
@@ -164,3 +165,12 @@ def test_a_collector_without_upload_batch_gets_every_payload_by_stream_from_then
     assert server.received == {hashlib.sha256(data).hexdigest(): data for data in first + later}
     stats = uploader.stats()
     assert (stats.uploaded, stats.dropped, stats.queued) == (5, 0, 0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 2049, 4094, 5000, 64 * 1024, 64 * 1024 + 1, 3 * 1024 * 1024])
+def test_a_payloads_hash_is_its_sha256_whatever_its_size(size):
+    """Payloads are addressed by SHA-256 everywhere (collector, replay, other tools): hashing in pieces to keep
+    the GIL must give the very same digest at every size around the piece and threshold lengths."""
+    data = os.urandom(size)
+    assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+    assert sha256_hex(bytearray(data)) == hashlib.sha256(data).hexdigest()
