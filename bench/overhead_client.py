@@ -1,16 +1,16 @@
-"""One variant of bench/overhead.py, in a process of its own: the same calls bare, then instrumented.
+"""One variant of bench/overhead.py, in a process of its own: the same calls, bare and instrumented in turn.
 
-Usage: ``overhead_client.py VARIANT BASE_URL [--collector HOST:PORT] [--calls N] [--rounds R]``
-(``--collector``: where tracetape uploads payloads, a collector or bench/overhead_sink.py).
+Usage: ``overhead_client.py VARIANT BASE_URL [--collector HOST:PORT] [--pairs N]``
+(``--collector``: where tracetape uploads payloads, a collector or bench/overhead_sink.py),
 with VARIANT one of ``tracetape``, ``openllmetry``, ``openinference``, ``otel-genai``.
 
 Spans go to a BatchSpanProcessor with an exporter that drops them, so what is
 measured is the instrumentation's own work. tracetape also does its real
 payload work: redacting, hashing and queueing every blob, uploaded by its
-worker thread to the BlobService at ``--collector``. Prints one
-JSON line: per metric (wall clock, CPU time of the calling thread, CPU time of
-the whole process including the flush of background work), per scenario, the
-bare and instrumented figure (µs per call) of every round.
+worker thread to the BlobService at ``--collector``. Prints one JSON line: per
+scenario, the wall clock and the CPU time of the calling thread of every bare
+and every instrumented call (µs, paired by index), and the CPU time background
+threads spent per instrumented call.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import gc
 import json
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
@@ -40,9 +41,6 @@ TOOLS = [{"type": "function", "function": {
     for name in ("weather", "hotels", "flights", "events", "restaurants")]
 
 
-_SETTLE_S = 0.1
-
-
 class DropExporter(SpanExporter):
     """Accepts every span and keeps none: export cost out of the picture."""
 
@@ -50,19 +48,56 @@ class DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class Variant:
-    """Turns one instrumentation on and off between measuring rounds, so drift hits bare and instrumented alike.
+_NOT_PATCHED = ("tracetape", "opentelemetry", "openinference", "wrapt")  # the instrumentations' own code
+_ABSENT = object()
 
-    Toggled by instrument()/uninstrument(), except OpenLLMetry, whose
-    uninstrument() leaves wrappers behind: it is switched off with OTel's
-    suppress-instrumentation context instead, which it checks first thing
-    (so its "bare" still pays its wrapper's entry, in its favor).
+
+def _callables() -> dict[tuple[int, str], tuple[Any, Any]]:
+    """Every callable or descriptor attribute of every loaded module and of the classes they define.
+
+    Keyed by (id of the owner, name): the value and its owner. The instrumentations' own modules are
+    left out, so a switch never pulls a function from under their background threads.
+    """
+    found: dict[tuple[int, str], tuple[Any, Any]] = {}
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if not isinstance(name, str) or name.startswith(_NOT_PATCHED):
+            continue
+        owners = [module] + [value for value in list(vars(module).values())
+                             if isinstance(value, type) and getattr(value, "__module__", None) == name]
+        for owner in owners:
+            for attribute, value in list(vars(owner).items()):
+                if callable(value) or hasattr(type(value), "__get__"):
+                    found[(id(owner), attribute)] = (owner, value)
+    return found
+
+
+def _patch(value: Any) -> bool:
+    """Whether an attribute that appeared during ``instrument()`` is a patch, not something loaded lazily.
+
+    Wrappers put on a method a class inherits are new on that class: wrapt's (and most others) keep the
+    wrapped function as ``__wrapped__``; tracetape's are its own functions.
+    """
+    return hasattr(value, "__wrapped__") or str(getattr(value, "__module__", "")).startswith(_NOT_PATCHED)
+
+
+class Variant:
+    """One instrumentation, switched on and off between calls by swapping exactly what it patched.
+
+    ``instrument()`` runs once, after the calls were made bare (so what they
+    import is loaded); what it changed (every callable or descriptor attribute
+    of a loaded module or class, found by comparing them before and after) is
+    then swapped in and out with ``setattr``: microseconds, no
+    re-instrumenting, no first-call costs, the same way for every variant. So
+    bare and instrumented calls can alternate call by call, and a change of
+    machine speed hits both alike (on this shared machine the same work runs
+    up to 1.5x slower for stretches of a few hundred ms).
     """
 
     def __init__(self, name: str, provider: TracerProvider, collector: str) -> None:
         self.name = name
-        self._suppress: Any = None
         self._provider = provider
+        before = _callables()
         if name == "tracetape":
             import tracetape
 
@@ -74,48 +109,47 @@ class Variant:
             otlp.shutdown()
             self._tracetape = active
             self.instrumentors = [type(i).__module__ for i in active.instrumentors]
-            self._run: Any = None
-            self.off()
-            return
-        if name == "openllmetry":
-            from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-        elif name == "openinference":
-            from openinference.instrumentation.openai import OpenAIInstrumentor  # type: ignore[no-redef]
-        elif name == "otel-genai":
-            from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+            self._run = tracetape.run(agent="overhead-bench")
+            self._run.__enter__()
         else:
-            raise SystemExit(f"unknown variant {name!r}")
-        self._instrumentor = OpenAIInstrumentor()
-        self.instrumentors = [OpenAIInstrumentor.__module__]
-        if name == "openllmetry":
+            if name == "openllmetry":
+                from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+            elif name == "openinference":
+                from openinference.instrumentation.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+            elif name == "otel-genai":
+                from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor  # type: ignore[no-redef]
+            else:
+                raise SystemExit(f"unknown variant {name!r}")
+            self._instrumentor = OpenAIInstrumentor()
+            self.instrumentors = [OpenAIInstrumentor.__module__]
             self._instrumentor.instrument(tracer_provider=provider)
+        after = _callables()
+        self._swaps: list[tuple[Any, str, Any, Any]] = []
+        owners = {owner_id for owner_id, _ in before}  # modules imported by instrument() are its own
+        for (owner_id, attribute), (owner, value) in after.items():
+            original = before.get((owner_id, attribute), (owner, _ABSENT))[1]
+            if owner_id in owners and original is not value and (original is not _ABSENT or _patch(value)):
+                self._swaps.append((owner, attribute, original, value))
+        self.patched = len(self._swaps)
+        self._on = True
         self.off()
 
     def on(self) -> None:
-        if self.name == "tracetape":
-            import tracetape
+        if self._on:
+            return
+        self._on = True
+        for owner, attribute, _, patched in self._swaps:
+            setattr(owner, attribute, patched)
 
-            self._tracetape.patches.apply()
-            for instrumentor in self._tracetape.instrumentors:
-                instrumentor.instrument(tracer_provider=self._tracetape.provider)
-            self._run = tracetape.run(agent="overhead-bench")
-            self._run.__enter__()
-        elif self.name == "openllmetry":
-            self._suppress.__exit__(None, None, None)
-        else:
-            self._instrumentor.instrument(tracer_provider=self._provider)
-
-    def close(self) -> None:
-        """Undo the variant for good (tracetape: its instrumentation flushes and shuts down)."""
-        if self.name == "tracetape":
-            import tracetape
-
-            self._tracetape.patches.apply()
-            for instrumentor in self._tracetape.instrumentors:
-                instrumentor.instrument(tracer_provider=self._tracetape.provider)
-            tracetape.uninstrument()
-        elif self.name == "openllmetry":
-            self._suppress.__exit__(None, None, None)
+    def off(self) -> None:
+        if not self._on:
+            return
+        self._on = False
+        for owner, attribute, original, _ in self._swaps:
+            if original is _ABSENT:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
 
     def flush(self) -> None:
         """Wait for what the calls so far left to do in the background (spans, payload uploads)."""
@@ -125,24 +159,14 @@ class Variant:
             tracetape.flush()
         self._provider.force_flush()
 
-    def off(self) -> None:
+    def close(self) -> None:
+        """Undo the variant for good (tracetape: its run ends, its instrumentation flushes and shuts down)."""
+        self.on()
         if self.name == "tracetape":
             import tracetape
 
-            if self._run is not None:
-                self._run.__exit__(None, None, None)
-            # Let the payloads of this round reach the collector, and the collector store them, before
-            # the next bare round: otherwise that work lands on the bare round and flatters tracetape.
-            tracetape.flush()
-            time.sleep(_SETTLE_S)
-            for instrumentor in self._tracetape.instrumentors:
-                instrumentor.uninstrument()
-            self._tracetape.patches.undo()
-        elif self.name == "openllmetry":
-            from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-            self._suppress = suppress_instrumentation()
-            self._suppress.__enter__()
+            self._run.__exit__(None, None, None)
+            tracetape.uninstrument()
         else:
             self._instrumentor.uninstrument()
 
@@ -162,54 +186,53 @@ def scenarios(client: Any, aclient: Any, loop: asyncio.AbstractEventLoop) -> dic
     return {"chat": plain, "async": lambda: loop.run_until_complete(plain_async()), "stream": streamed}
 
 
-def _block(run: Callable[[], Any], calls: int, flush: Callable[[], Any]) -> tuple[float, float, float]:
-    """One block of *calls* calls: (median wall µs, median thread CPU µs, process CPU µs per call).
+def _timed(run: Callable[[], Any]) -> tuple[float, float]:
+    """One call: (wall µs, CPU µs of the calling thread)."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    run()
+    return (time.perf_counter() - wall) * 1e6, (time.thread_time() - cpu) * 1e6
 
-    The process CPU covers every thread of this process (span processors,
-    payload uploads) over the calls and the flush after them, so work an
-    instrumentation moves off the calling thread is still counted.
+
+def _background() -> float:
+    """CPU seconds spent so far by every thread but this one: span processors, payload uploads."""
+    return time.process_time() - time.thread_time()
+
+
+WARM_UP = 10  # calls per state before measuring: connections, caches, lazy imports
+
+
+def _measure(scenarios: dict[str, Callable[[], Any]], variant: Variant, pairs: int) -> dict[str, Any]:
+    """Per scenario: the wall and thread-CPU µs of *pairs* bare and instrumented calls, paired by index, and
+    the background CPU µs per instrumented call.
+
+    Bare and instrumented calls alternate call by call (bare first in even pairs, instrumented first
+    in odd ones), so the two calls of a pair lie milliseconds apart and a change of machine speed
+    hits both. Background threads do their work at their own pace (tracetape's uploads, the span
+    processor's exports) and are flushed at the end; all the CPU they spent over the alternation is
+    put on the instrumented calls, since bare calls leave them nothing to do.
     """
-    gc.collect()
-    walls, cpus = [], []
-    process = time.process_time()
-    for _ in range(calls):
-        wall, cpu = time.perf_counter(), time.thread_time()
-        run()
-        cpus.append(time.thread_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-    flush()
-    process = (time.process_time() - process) / calls
-    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6, process * 1e6
-
-
-METRICS = ("wall", "cpu", "process")
-
-
-def _measure(scenarios: dict[str, Callable[[], Any]], variant: Variant, calls: int,
-             rounds: int) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """Per metric, scenario and state ("bare", "instrumented"): one figure per round, in µs per call.
-
-    A round measures each scenario bare and instrumented back to back, so the two blocks of a pair
-    lie a fraction of a second apart and a burst of load elsewhere on the machine hits both, or
-    neither; the order within the pair alternates from round to round, so drift favors neither.
-    """
-    for run in scenarios.values():
-        for _ in range(max(10, calls // 2)):  # warm up: connections, caches, lazy imports
+    result: dict[str, Any] = {}
+    for name, run in scenarios.items():
+        for _ in range(WARM_UP):
             run()
-    series = {metric: {name: {"bare": [], "instrumented": []} for name in scenarios} for metric in METRICS}
-    for round_ in range(rounds):
-        for name, run in scenarios.items():
-            for state in (("bare", "instrumented") if round_ % 2 == 0 else ("instrumented", "bare")):
-                if state == "instrumented":
-                    variant.on()
-                    for _ in range(3):  # the first calls after switching pay one-off costs
-                        run()
-                    variant.flush()
-                for metric, value in zip(METRICS, _block(run, calls, variant.flush)):
-                    series[metric][name][state].append(value)
-                if state == "instrumented":
-                    variant.off()
-    return series
+        variant.on()
+        for _ in range(WARM_UP):
+            run()
+        variant.flush()
+        variant.off()
+        gc.collect()
+        series: dict[str, dict[str, list[float]]] = {m: {"bare": [], "instrumented": []} for m in ("wall", "cpu")}
+        background = _background()
+        for pair in range(pairs):
+            for state in (("bare", "instrumented") if pair % 2 == 0 else ("instrumented", "bare")):
+                variant.on() if state == "instrumented" else variant.off()
+                wall, cpu = _timed(run)
+                series["wall"][state].append(wall)
+                series["cpu"][state].append(cpu)
+        variant.flush()
+        variant.off()
+        result[name] = {**series, "background": (_background() - background) * 1e6 / pairs}
+    return result
 
 
 def main() -> None:
@@ -217,8 +240,7 @@ def main() -> None:
     parser.add_argument("variant")
     parser.add_argument("base_url")
     parser.add_argument("--collector", default="")
-    parser.add_argument("--calls", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=120, help="bare/instrumented call pairs per scenario")
     args = parser.parse_args()
 
     provider = TracerProvider()
@@ -229,12 +251,16 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     with openai.OpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0) as client:
         aclient = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-bench", max_retries=0)
+        runs = scenarios(client, aclient, loop)
+        for run in runs.values():
+            run()  # imports what the call needs (openai loads its resources lazily) before the variant patches
         variant = Variant(args.variant, provider, args.collector)
-        series = _measure(scenarios(client, aclient, loop), variant, args.calls, args.rounds)
+        series = _measure(runs, variant, args.pairs)
         loop.run_until_complete(aclient.close())
     loop.close()
     variant.close()
-    print(json.dumps({"variant": args.variant, "instrumentors": variant.instrumentors, "series": series}), flush=True)
+    print(json.dumps({"variant": args.variant, "instrumentors": variant.instrumentors, "patched": variant.patched,
+                      "series": series}), flush=True)
 
 
 if __name__ == "__main__":

@@ -79,12 +79,12 @@ def main() -> None:
     provider.add_span_processor(BatchSpanProcessor(DropExporter()))
     trace.set_tracer_provider(provider)
     run = _scenario(args.scenario)
-    variant = Variant(args.variant, provider, args.collector) if args.variant != "bare" else None
     for _ in range(WARM_UP):
         run()
+    variant = Variant(args.variant, provider, args.collector) if args.variant != "bare" else None
     if variant is not None:
         variant.on()
-        for _ in range(3):  # the first calls after switching pay one-off costs
+        for _ in range(3):  # the first instrumented calls pay one-off costs
             run()
         variant.flush()
     for _ in range(args.calls):

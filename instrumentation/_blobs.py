@@ -1,9 +1,10 @@
 """Uploads payload bytes to the collector's BlobService, off the app's thread.
 
 The app thread only hashes and enqueues. A worker asks the collector which
-hashes it lacks and sends just those; small payloads first gather for a moment
-(``_LINGER_S``, cut short by a flush), since each exchange with the collector
-costs more than the bytes of a typical payload. Up to ``BATCH_BYTES`` they go
+hashes it lacks and sends just those; payloads first gather for a while
+(``_LINGER_S``, cut short by a flush or by ``_LINGER_BYTES`` waiting), since
+each exchange with the collector costs more than the bytes of a typical
+payload. Up to ``BATCH_BYTES`` they go
 in one unary ``UploadBatch`` call; more are streamed with ``Upload`` in chunks.
 A stream costs the app: gRPC drains its request iterator on a thread it starts
 per call and hands every message between two threads, in bursts that take the
@@ -46,13 +47,16 @@ _MAX_ATTEMPTS = 5
 _RPC_TIMEOUT_S = 30.0
 _RELEASE_SLICE_BYTES = 16 * 1024 * 1024
 _UNREACHABLE_AFTER = 2  # consecutive failed uploads after which flush() stops waiting
-_LINGER_S = 0.2  # how long a small upload waits for more payloads (spans wait 5 s for export)
-_LINGER_BYTES = CHUNK_BYTES
+# How long payloads wait for more before they go. An exchange costs the process 0.4-0.5 ms of CPU
+# whatever it carries, more when it competes with the app for the GIL: at 0.2 s it was 70-110 µs per
+# model call of bench/overhead.py. Spans wait up to 5 s for export, so payloads still arrive first.
+_LINGER_S = 1.0
 # Up to this many bytes of payloads go in one UploadBatch message. Measured on loopback (client CPU per
 # call, 8 payloads): 128 KiB 0.49 ms unary vs 1.2-1.6 ms streamed, 256 KiB 0.95-1.2 vs 1.3-1.5 ms, but
 # 384 KiB 1.4 vs 1.1-1.6 and 512 KiB 1.5-1.8 vs 1.1-1.2 ms: past 256 KiB one big message costs more than
 # the stream. Well under one Upload chunk, so a collector that takes Upload's messages takes the batch.
 BATCH_BYTES = 256 * 1024
+_LINGER_BYTES = BATCH_BYTES // 2  # this much waiting ends the linger, so a batch stays one unary call
 
 
 _HOLD_GIL_BYTES = 64 * 1024  # payloads up to this size are hashed without letting go of the GIL
@@ -103,7 +107,8 @@ class BlobUploader:
         self._released_bytes = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._hurry = threading.Event()  # set while a flush() waits, and from shutdown() on: no lingering
+        # Set while a flush() waits, from shutdown() on, and by a queue that holds a batch: no lingering.
+        self._hurry = threading.Event()
         self._flushing = 0
         self._idle = threading.Condition(self._lock)
         self._pending: OrderedDict[str, tuple[bytes, str, int]] = OrderedDict()
@@ -134,7 +139,10 @@ class BlobUploader:
                 return digest
             self._pending[digest] = (data, content_type, 0)
             self._pending_bytes += len(data)
+            full = self._pending_bytes >= _LINGER_BYTES
             self._ensure_worker()
+        if full and not self._hurry.is_set():
+            self._hurry.set()  # enough for a batch: no more lingering (the worker clears it again)
         # Set already: the worker has not taken the queue yet (it clears the event before it does), so it
         # will take this payload too; setting it again would cost a lock and a notify for nothing.
         if not self._wake.is_set():
@@ -261,6 +269,8 @@ class BlobUploader:
                         return
                     batch = list(self._pending.items())
                     self._pending.clear()
+                    if not self._flushing and not self._closed:
+                        self._hurry.clear()  # set by a full queue: the next payloads may linger again
                     if not batch:
                         batch = self._take_released()
                     self._in_flight = len(batch)

@@ -40,7 +40,6 @@ from tracetape.schemas.events import EventKind
 
 from . import _nesting, seam
 from ._boundary import serve, tracer
-from ._genai import forget_previews
 from ._guard import guarded
 from ._patches import PatchSet
 from ._payload import payload_attributes, redacted, run_of, to_json_bytes
@@ -359,7 +358,6 @@ class PatchingInstrumentor(BaseInstrumentor):
         """(owner, attribute, replacement) for every patch of this instrumentor."""
 
     def _instrument(self, **kwargs: Any) -> None:
-        forget_previews()  # redaction rules may have changed since the last instrument()
         self._patches = PatchSet(self._patch_list())
         self._patches.apply()
 

@@ -30,7 +30,7 @@ from tracetape.schemas.config import PAYLOAD_SAMPLE, setting
 from . import redaction
 from ._blobs import BlobStats, BlobUploader, sha256_hex
 
-__all__ = ["configure", "attach", "payload_attributes", "run_of", "preview", "preview_of", "redacted", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
+__all__ = ["configure", "attach", "payload_attributes", "run_of", "preview", "preview_of", "cut", "redacted", "to_json_bytes", "redact_headers", "run_finished", "blob_stats",
            "sampled_in", "PAYLOAD_SAMPLE"]
 
 _log = logging.getLogger(__name__)
@@ -122,6 +122,11 @@ def preview(text: str) -> str:
     if len(text) <= _preview_bytes:
         return redaction.redact_text(text)
     return redaction.redact_text(text[:_preview_bytes + _PREVIEW_MARGIN])[:_preview_bytes] + "…"
+
+
+def cut(redacted: str) -> str:
+    """The preview of a text redacted already: cut to the preview length, not scanned again."""
+    return redacted if len(redacted) <= _preview_bytes else redacted[:_preview_bytes] + "…"
 
 
 def preview_of(redacted: bytes) -> str:

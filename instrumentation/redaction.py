@@ -28,7 +28,7 @@ import logging
 import re
 from typing import Callable, Iterable, Pattern
 
-__all__ = ["REDACTED", "MORE_KEY_PATTERNS", "configure", "redact", "redact_text", "secret_name"]
+__all__ = ["REDACTED", "MORE_KEY_PATTERNS", "configure", "redact", "redact_text", "rules_in_force", "secret_name"]
 
 _log = logging.getLogger(__name__)
 
@@ -236,6 +236,12 @@ def configure(patterns: Iterable[str | Pattern[str]] = (), hooks: Iterable[Hook]
     user = tuple(_Rule(p, _literal_prefix(p)) for p in patterns)
     _rules = _RuleSet(_defaults + user)
     _hooks = tuple(hooks)
+
+
+def rules_in_force() -> object:
+    """A token of the rules in force, a new one at every :func:`configure`: what was redacted under another
+    token must be redacted again."""
+    return _rules
 
 
 def redact(role: str, data: bytes) -> bytes:

@@ -165,3 +165,23 @@ def test_rules_added_later_apply_to_a_payload_cleared_before():
         assert redaction.redact("request", payload) == b"ticket [REDACTED] " * 100
     finally:
         redaction.configure()
+
+
+def test_a_resent_message_is_redacted_under_the_rules_in_force_when_its_preview_is_made():
+    """Message previews are redacted once per message and reused; new rules apply to the reused ones too."""
+    from tracetape.instrumentation._genai import chat_request
+
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "ticket CUST-123456, key sk-live-0123456789abcdefSECRET"}],
+            "tools": [{"type": "function", "function": {"name": "lookup", "description": "by CUST-654321"}}]}
+    first = chat_request(body)
+    assert "CUST-123456" in first["gen_ai.input.messages"] and "CUST-654321" in first["gen_ai.tool.definitions"]
+    assert "sk-live" not in first["gen_ai.input.messages"] and "[REDACTED]" in first["gen_ai.input.messages"]
+    assert chat_request(body) == first  # the same call again: the same previews
+    redaction.configure(patterns=[r"CUST-\d{6}"])
+    try:
+        again = chat_request(body)
+        assert "CUST-" not in again["gen_ai.input.messages"] + again["gen_ai.tool.definitions"]
+        assert again["gen_ai.input.messages"] == first["gen_ai.input.messages"].replace("CUST-123456", "[REDACTED]")
+    finally:
+        redaction.configure()
+    assert chat_request(body) == first
