@@ -48,7 +48,8 @@ _MEMO_ENTRIES = 256
 _MEMO_CONTENT = 4096
 _RECENT_TOOLS = 4
 _recent_tools: tuple[tuple[Any, dict[str, Any]], ...] = ()
-_tools_rules: object = None  # the redaction rules the reused tool previews were made under
+_redacted_items: dict[str, str] = {}  # an item's JSON -> the same redacted, for items that fit a preview
+_made_under: object = None  # the redaction rules the reused previews and items were redacted under
 
 
 # -- shared ------------------------------------------------------------------
@@ -57,11 +58,29 @@ def json_preview(value: Any) -> str:
     return preview(_encode(value))
 
 
-def _redacted_json(value: Any) -> str:
-    return redaction.redact_text(_encode(value))
+def _forget_if_rules_changed() -> None:
+    """Reused previews were redacted under the rules in force when they were made: new rules forget them."""
+    global _made_under, _recent_tools
+    rules = redaction.rules_in_force()
+    if rules is not _made_under:
+        _made_under, _recent_tools = rules, ()
+        _redacted_items.clear()
 
 
-def json_items(attribute: str, items: Sequence[Any], encode: Callable[[Any], str] = _redacted_json,
+def _redacted_item(text: str) -> str:
+    """One item of a preview, redacted. An item longer than the preview is the whole preview: only the
+    head that is kept is redacted (:func:`~._payload.preview`)."""
+    if len(text) > _payload._preview_bytes:
+        return preview(text)
+    redacted = _redacted_items.get(text)
+    if redacted is None:
+        if len(_redacted_items) >= _MEMO_ENTRIES:
+            _redacted_items.clear()
+        redacted = _redacted_items[text] = redaction.redact_text(text)
+    return redacted
+
+
+def json_items(attribute: str, items: Sequence[Any], encode: Callable[[Any], str] = _encode,
                newest_first: bool = True) -> dict[str, Any]:
     """*attribute* set to a JSON array preview of *items*, built for no more than the preview budget.
 
@@ -72,9 +91,11 @@ def json_items(attribute: str, items: Sequence[Any], encode: Callable[[Any], str
     valid JSON, and ``tracetape.preview.truncated`` says that items were left
     out; the full request is in the ``request`` blob.
 
-    *encode* returns an item's JSON already redacted: a preview is redacted item by item, so that
-    what repeats from call to call (the history) is redacted once (see :func:`message_encoder`).
+    The items kept are redacted one by one, and remembered: most of a preview is history the call
+    before showed too, and redacting the preview as one text cost more than all the rest of it
+    (2 KB: 13 of 15 µs). The memo is bounded and emptied when the redaction rules change.
     """
+    _forget_if_rules_changed()
     budget = _payload._preview_bytes
     encoded: list[str] = []
     size = 2
@@ -86,38 +107,32 @@ def json_items(attribute: str, items: Sequence[Any], encode: Callable[[Any], str
         encoded.append(text)
     if newest_first:
         encoded.reverse()
-    result: dict[str, Any] = {attribute: cut("[" + ",".join(encoded) + "]")}
+    result: dict[str, Any] = {attribute: cut("[" + ",".join(map(_redacted_item, encoded)) + "]")}
     if len(encoded) < len(items):
         result[A.PREVIEW_TRUNCATED] = True
     return result
 
 
 def message_encoder(convert: Callable[[Any], dict[str, Any]]) -> Callable[[Any], str]:
-    """Encode messages in GenAI shape and redact them, remembering plain ``{role, content: str}`` ones.
+    """Encode messages in GenAI shape, remembering plain ``{role, content: str}`` ones.
 
     An agent resends its whole history with every call, so most messages of a
-    preview were encoded and redacted for the call before: redacting the
-    preview as one text cost more than all the rest of it (2 KB: 13 of 15 µs).
-    The memo is keyed by (role, content), bounded, skips long contents, and is
-    emptied when the redaction rules change.
+    preview were encoded for the call before; the memo is keyed by (role,
+    content), bounded, and skips long contents. The same text object comes
+    back, so the redaction memo of :func:`json_items` finds it at once.
     """
     memo: dict[tuple[Any, str], str] = {}
-    made_under: list[object] = [None]
 
     def encode(message: Any) -> str:
         content = message.get("content") if isinstance(message, Mapping) else None
         if not isinstance(content, str) or len(message) != 2 or len(content) > _MEMO_CONTENT:
-            return _redacted_json(convert(message))
-        rules = redaction.rules_in_force()
-        if made_under[0] is not rules:
-            memo.clear()
-            made_under[0] = rules
+            return _encode(convert(message))
         key = (message.get("role"), content)
         text = memo.get(key)
         if text is None:
             if len(memo) >= _MEMO_ENTRIES:
                 memo.clear()
-            text = memo[key] = _redacted_json(convert(message))
+            text = memo[key] = _encode(convert(message))
         return text
 
     return encode
@@ -131,12 +146,10 @@ def tool_definitions(tools: Any) -> dict[str, Any]:
     redacted under the rules in force when they were made, so a change of
     rules forgets them.
     """
-    global _recent_tools, _tools_rules
+    global _recent_tools
     if not isinstance(tools, (list, tuple)):
         return {}
-    rules = redaction.rules_in_force()
-    if _tools_rules is not rules:
-        _recent_tools, _tools_rules = (), rules
+    _forget_if_rules_changed()
     for seen, attributes in _recent_tools:
         if seen == tools:
             return attributes

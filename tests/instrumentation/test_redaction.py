@@ -185,3 +185,18 @@ def test_a_resent_message_is_redacted_under_the_rules_in_force_when_its_preview_
     finally:
         redaction.configure()
     assert chat_request(body) == first
+
+
+@pytest.mark.parametrize("across", [1700, 1840, 1900], ids=["before-the-cut", "across-the-cut", "after-the-cut"])
+def test_a_message_longer_than_the_preview_is_cut_after_its_secrets_are_removed(across):
+    """A message longer than the whole preview is its whole preview: redacted, then cut, a secret at the cut too."""
+    from tracetape.instrumentation._genai import chat_request
+
+    content = "a" * 100 + " key sk-live-0123456789abcdefSECRET " + "b" * across + " sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX " \
+        + "c" * 5000
+    shown = chat_request({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
+    text = shown["gen_ai.input.messages"]
+    assert len(text) == 2049 and text.endswith("…") and text.startswith('[{"role": "user"')
+    assert "sk-live" not in text and "sk-proj" not in text and "[REDACTED]" in text
+    redacted = redaction.redact_text(content)
+    assert text[:-1] in '[{"role": "user", "parts": [{"type": "text", "content": "' + redacted
