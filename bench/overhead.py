@@ -51,7 +51,7 @@ from tracetape.demo.run_demo import start_collector, stop_collector
 HERE = Path(__file__).parent
 VARIANTS = ("tracetape", "openllmetry", "openinference", "otel-genai")
 SCENARIOS = ("chat", "async", "stream")
-METRICS = ("wall", "cpu", "process")
+_SERIES = {"wall": "wall", "cpu": "cpu", "process": "cpu"}  # the per-call series each measure is built on
 TARGET = 0.5
 
 
@@ -91,7 +91,7 @@ def _references(results: list[dict]) -> dict[tuple[str, str], float]:
     """Per (metric, scenario), the median bare call over every variant's runs: what fractions are scaled by."""
     good = [r for r in results if "error" not in r]
     return {(metric, scenario): statistics.median(v for r in good for v in r["series"][scenario][f"bare {base}"])
-            for metric, base in (("wall", "wall"), ("cpu", "cpu"), ("process", "cpu")) for scenario in SCENARIOS}
+            for metric, base in _SERIES.items() for scenario in SCENARIOS}
 
 
 def _median_interval(values: list[float]) -> tuple[float, float, float]:
@@ -108,7 +108,7 @@ def _figures(result: dict, metric: str, scenario: str, reference: float) -> tupl
     Pairs are compared as fractions of their own bare call: this machine's speed drifts by up to 1.5x
     between the runs of different variants, and what an instrumentation adds drifts with it."""
     data = result["series"][scenario]
-    median, low, high = _median_interval(data["cpu" if metric == "process" else metric])
+    median, low, high = _median_interval(data[_SERIES[metric]])
     extra = data["background"] if metric == "process" else 0.0
     return (median + extra) * reference, (low + extra) * reference, (high + extra) * reference
 
@@ -123,7 +123,7 @@ def _table(results: list[dict], metric: str, references: dict[tuple[str, str], f
         cells = ""
         for scenario in SCENARIOS:
             added, low, high = _figures(result, metric, scenario, references[(metric, scenario)])
-            bare = statistics.median(result["series"][scenario]["bare " + ("cpu" if metric == "process" else metric)])
+            bare = statistics.median(result["series"][scenario][f"bare {_SERIES[metric]}"])
             cells += f"{bare:>10.0f} µs{added:>9.0f}{f'{low:.0f}..{high:.0f}':>16}"
         lines.append(f"{result['variant']:<15}{cells}")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import gc
 import json
-import statistics
 import sys
 import time
 from typing import Any, Callable
