@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
-from . import seam
+from . import _endings, seam
 from ._boundary import ask_player, recorded_error, tracer
 from ._guard import guarded
 from ._payload import payload_attributes, preview_of, redacted, run_finished, run_of, to_json_bytes
@@ -86,6 +86,7 @@ def run(agent: str, tags: Iterable[str] = (), *, run_id: str | None = None) -> I
 
 
 def _finish_run(span: Span, current: Run, outcome: str) -> None:
+    _endings.drain()  # the run's model calls count in its totals, and their payloads in its sampling
     close_run(current)
     span.set_attribute(A.RUN_OUTCOME, outcome)
     span.set_attribute(A.RUN_EVENT_COUNT, current.event_count)

@@ -11,7 +11,6 @@ whatever thread collected it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +20,8 @@ from tracetape.schemas.attributes import (
 )
 from tracetape.schemas import attributes as A
 
-from . import _payload, redaction
+from . import _json, _payload, redaction
+from ._json import StrictDecodeError, strict_loads
 from ._payload import cut, preview
 from ._stream import sse_data
 
@@ -43,7 +43,7 @@ _CHAT_SAMPLING = {
 }
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, default=repr).encode
+_encode = _json.dumps
 _MEMO_ENTRIES = 256
 _MEMO_CONTENT = 4096
 _RECENT_TOOLS = 4
@@ -162,7 +162,7 @@ def parse_arguments(arguments: Any) -> Any:
     """Tool-call arguments as data when they are JSON, else as sent (models do emit broken JSON)."""
     if isinstance(arguments, str):
         try:
-            return json.loads(arguments)
+            return _json.loads(arguments)
         except ValueError:
             return arguments
     return arguments
@@ -193,16 +193,13 @@ def usage(input_tokens: Any, output_tokens: Any) -> dict[str, int]:
 def sse_json(events: Sequence[bytes]) -> list[tuple[str, Any]]:
     """(event name, parsed data) for each event that carries JSON; ``[DONE]`` and pings without data skip.
 
-    All payloads are decoded in one ``json.loads`` of a JSON array: one C call
-    instead of one per event. A payload that is not JSON sends the batch to
-    the slow path, event by event, where it alone is skipped.
+    Events that are each one ``data:`` line (OpenAI's chat stream) are parsed as one JSON array: one C
+    call instead of one per event. Any other shape, or a payload that is not JSON, takes the slow path,
+    event by event, where a payload that is not JSON alone is skipped.
     """
-    whole = _plain_data_events(events)
-    if whole is not None:
-        try:
-            return [("", value) for value in json.loads(whole)]
-        except ValueError:
-            pass  # some payload is not JSON: the slow path skips it alone
+    plain = _plain_data_payloads(events)
+    if plain is not None:
+        return [("", value) for value in plain]
     names: list[str] = []
     payloads: list[bytes] = []
     for event in events:
@@ -220,37 +217,46 @@ def sse_json(events: Sequence[bytes]) -> list[tuple[str, Any]]:
         names.append(name)
         payloads.append(data)
     try:
-        return list(zip(names, json.loads(b"[" + b",".join(payloads) + b"]")))
+        values = _json.loads(b"[" + b",".join(payloads) + b"]")
+        if len(values) == len(names):  # else a payload held more than one value (``{},{}``), no JSON
+            return list(zip(names, values))
     except ValueError:
-        parsed = []
-        for name, data in zip(names, payloads):
-            try:
-                parsed.append((name, json.loads(data)))
-            except ValueError:
-                continue
-        return parsed
+        pass
+    parsed = []
+    for name, data in zip(names, payloads):
+        try:
+            parsed.append((name, _json.loads(data)))
+        except ValueError:
+            continue
+    return parsed
 
 
 _DONE = b"data: [DONE]\n\n"
+_SEPARATOR = b"\n\ndata: "
 
 
-def _plain_data_events(events: Sequence[bytes]) -> bytes | None:
-    """The payloads of events that are each one ``data:`` line (OpenAI's chat stream) as one JSON array,
-    made without a Python step per event; ``None`` for any other shape.
+def _plain_data_payloads(events: Sequence[bytes]) -> list[Any] | None:
+    """The parsed payloads of events that are each one ``data:`` line of JSON, made without a Python step
+    per event; ``None`` for any other shape.
 
-    The newline count proves the shape: *n* events, each ending with its blank line, that hold *2n*
-    newlines in all have no other, and with *n - 1* ``data:`` lines right after a blank line every
-    event is exactly one ``data:`` line. A JSON payload holds no raw newline, so turning each blank
-    line into a comma touches no payload; one that is not JSON fails the parse as a whole.
+    Every event ends with its blank line, so turning each blank line and the ``data:`` after it into a
+    comma makes one JSON array of the payloads. *n* events of one ``data:`` line each are exactly what
+    leaves *n - 1* such separators and no other newline, and a payload that is one JSON value each is
+    exactly what parses into *n* values (a payload like ``1,2`` would make two).
     """
     count = len(events) - (1 if events and events[-1] == _DONE else 0)
     if not count:
         return None
     whole = b"".join(events[:count])
-    if not whole.startswith(b"data: ") or not whole.endswith(b"\n\n") or whole.count(b"\n") != 2 * count \
-            or whole.count(b"\n\ndata: ") != count - 1:
+    inner = whole[6:-2].replace(_SEPARATOR, b",")
+    if not whole.startswith(b"data: ") or not whole.endswith(b"\n\n") or b"\n" in inner \
+            or len(inner) != len(whole) - 8 - 7 * (count - 1):
         return None
-    return b"[" + whole[6:-2].replace(b"\n\ndata: ", b",") + b"]"
+    try:
+        values = strict_loads(b"[" + inner + b"]")
+    except StrictDecodeError:
+        return None
+    return values if len(values) == count else None
 
 
 def text_parts(content: Any) -> list[dict[str, Any]]:
@@ -330,7 +336,7 @@ def chat_body(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def chat_response(data: bytes) -> dict[str, Any]:
-    return chat_body(json.loads(data))
+    return chat_body(_json.loads(data))
 
 
 def _fold_delta(slot: dict[str, Any], delta: Mapping[str, Any]) -> None:

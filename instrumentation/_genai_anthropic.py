@@ -9,12 +9,12 @@ Input tokens include cache reads and writes, as the GenAI conventions ask.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracetape.schemas import attributes as A
 
+from . import _json
 from ._genai import (GEN_AI_REQUEST_TOP_K, json_items, json_preview, message_encoder, sampling, sse_json,
                      stop_sequences, tool_call_part, tool_definitions, usage)
 
@@ -83,7 +83,7 @@ def _attributes(message: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def messages_response(data: bytes) -> dict[str, Any]:
-    return _attributes(json.loads(data))
+    return _attributes(_json.loads(data))
 
 
 def _apply_delta(block: dict[str, Any], delta: Mapping[str, Any]) -> None:
@@ -118,7 +118,7 @@ def messages_stream(events: Sequence[bytes]) -> dict[str, Any]:
         if "_json" in block:
             raw = block.pop("_json")
             try:
-                block["input"] = json.loads(raw) if raw else {}
+                block["input"] = _json.loads(raw) if raw else {}
             except ValueError:
                 block["input"] = raw  # the stream stopped inside the tool input
     message["content"] = [blocks[i] for i in sorted(blocks)]

@@ -10,12 +10,12 @@ OpenAI instrumentation does (``stop``, ``length``, ``error``, ``tool_call``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracetape.schemas import attributes as A
 
+from . import _json
 from ._genai import (json_items, json_preview, message_encoder, sampling, sse_json, text_parts, tool_call_part,
                      tool_definitions, usage)
 
@@ -100,7 +100,7 @@ def _attributes(response: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def responses_response(data: bytes) -> dict[str, Any]:
-    return _attributes(json.loads(data))
+    return _attributes(_json.loads(data))
 
 
 def responses_stream(events: Sequence[bytes]) -> dict[str, Any]:

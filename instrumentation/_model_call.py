@@ -38,7 +38,7 @@ from tracetape.schemas.attributes import (
 from tracetape.schemas import attributes as A
 from tracetape.schemas.events import EventKind
 
-from . import _nesting, seam
+from . import _endings, _json, _nesting, seam
 from ._boundary import serve, tracer
 from ._guard import guarded
 from ._patches import PatchSet
@@ -151,13 +151,9 @@ class ModelCall:
                collected: bool = False) -> None:
         """End the span, exactly once, from whichever exit comes first.
 
-        The ending (redacting and hashing the payloads, the GenAI attributes, ending the span) runs here,
-        on the thread where the call ends. Handing it to a worker thread to run while the application
-        next waits on the network was measured (bench/overhead.py, 2 cores) to cost more than it
-        saved: each hand-over is a thread wake-up and GIL switches, and the worker's GIL time lands on
-        the application whenever an answer comes back mid-ending. Inline, the whole added time per call
-        fell (chat 654 -> 339 µs of process CPU, async 493 -> 365, stream 821 -> 636) and the added
-        wall time of async calls with it (333 -> 170 µs).
+        The ending (redacting and hashing the payloads, the GenAI attributes, ending the span, at the
+        time taken here) runs in the next batch of endings while ``instrument()`` is in force
+        (:mod:`._endings`, which says why), else at once.
         """
         try:
             self._once.pop()
@@ -167,7 +163,7 @@ class ModelCall:
             self.finalizer.detach()
         # A stream nobody closed ends when it was last read from, not when the collector found it.
         ended_ns = self.last_ns if collected else _now()
-        guarded(_end, self, error, completed, ended_ns)
+        _endings.end(_end, self, error, completed, ended_ns)
 
 
 def _end(call: ModelCall, error: BaseException | None, completed: bool | None, ended_ns: int) -> None:
@@ -204,7 +200,7 @@ def _attributes(call: ModelCall, error: BaseException | None, completed: bool | 
         attributes[STREAM_COMPLETED] = call.completed if completed is None else completed
         attributes[STREAM_CHUNKS] = len(events)
         # One JSON string, not a float array: OTel would check every element of an array.
-        attributes[STREAM_OFFSETS] = "[" + ",".join([str(offset // 1000 / 1000) for offset in call.offsets]) + "]"
+        attributes[STREAM_OFFSETS] = _json.dumps([offset // 1000 / 1000 for offset in call.offsets])
         attributes.update(guarded(call.api.stream, events) or {})
     elif call.response is not None:
         attributes.update(payload_attributes(run_id, seam.RESPONSE, redacted(seam.RESPONSE, call.response)))

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from tracetape.schemas import attributes as A
 from tracetape.schemas import config
 
-from . import _payload, redaction
+from . import _endings, _payload, redaction
 from ._blobs import BlobUploader
 from ._boundary import use_provider
 from ._patches import PatchSet
@@ -58,6 +58,7 @@ class _Switch(SpanProcessor):
             delegate.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        _endings.drain()  # model calls that have ended but whose spans wait for their batch
         return all([d.force_flush(timeout_millis) for d in self.delegates])
 
     def shutdown(self) -> None:
@@ -201,6 +202,7 @@ def instrument(endpoint: str | None = None, *, service_name: str | None = None, 
         for instrumentor in instrumentors:
             instrumentor.instrument(tracer_provider=provider)
         _active = Instrumentation(provider, uploader, instrumentors, switch, patches, exporter, target)
+        _endings.start()
         if config.setting(config.REPLAY):
             from tracetape.replay.commands import activate_from_env
 
@@ -223,6 +225,7 @@ def flush(timeout: float = 10.0) -> bool:
     if active is None:
         return True
     deadline = time.monotonic() + timeout
+    _endings.drain()  # before the payloads: endings queue them
     blobs_done = active.uploader.flush(max(0.0, deadline - time.monotonic()))
     return active.switch.force_flush(int(timeout * 1000)) and blobs_done
 
@@ -242,6 +245,7 @@ def uninstrument(timeout: float = 10.0) -> None:
         for instrumentor in active.instrumentors:
             instrumentor.uninstrument()
         active.patches.undo()
+        _endings.stop()  # under the rules in force while they were recorded, before anything closes
         redaction.configure()
         answers = _answers(active.target)
         # Payloads first: a span read back before its blobs would look broken.

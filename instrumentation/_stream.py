@@ -39,6 +39,7 @@ __all__ = ["SSERecorder", "AsyncSSERecorder", "RecordedStream", "split_events", 
 now_ns = _now = time.perf_counter_ns  # bound at import: our own timing never goes through a patched clock
 _sleep = time.sleep
 _BOUNDARY = re.compile(rb"\r\n\r\n|\r\r|\n\n")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def split_events(data: bytes) -> tuple[list[bytes], bytes]:
@@ -61,7 +62,7 @@ def sse_data(event: bytes) -> tuple[str, str]:
     """(event name, data) of one SSE event; data lines are joined as the SSE spec says."""
     name = ""
     data: list[str] = []
-    for line in event.decode("utf-8", "replace").splitlines():
+    for line in _LINE_END.split(event.decode("utf-8", "replace")):  # not splitlines(): SSE ends lines at CR, LF only
         if line.startswith("data:"):
             data.append(line[6:] if line.startswith("data: ") else line[5:])
         elif line.startswith("event:"):

@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from tracetape.instrumentation import Instrumentation, instrument
+from tracetape.instrumentation._endings import drain as drain_endings
 from tracetape.schemas import attributes as A
 from tracetape.schemas import config
 from tracetape.schemas.errors import TapeError
@@ -82,6 +83,7 @@ class TapeRecorder:
         return self
 
     def stop(self) -> None:
+        drain_endings()  # model calls that have ended but whose spans wait for their batch
         if self._processor.recorder is self:
             self._processor.recorder = None
             vars(self._instrumentation.uploader).pop("put", None)

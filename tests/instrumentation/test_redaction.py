@@ -196,7 +196,7 @@ def test_a_message_longer_than_the_preview_is_cut_after_its_secrets_are_removed(
         + "c" * 5000
     shown = chat_request({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
     text = shown["gen_ai.input.messages"]
-    assert len(text) == 2049 and text.endswith("…") and text.startswith('[{"role": "user"')
+    assert len(text) == 2049 and text.endswith("…") and text.startswith('[{"role":"user"')
     assert "sk-live" not in text and "sk-proj" not in text and "[REDACTED]" in text
     redacted = redaction.redact_text(content)
-    assert text[:-1] in '[{"role": "user", "parts": [{"type": "text", "content": "' + redacted
+    assert text[:-1] in '[{"role":"user","parts":[{"type":"text","content":"' + redacted
