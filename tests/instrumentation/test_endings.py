@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 PROGRAM = r"""
-import json, os, sys, threading
+import json, os, sys, threading, time
 import openai
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -47,6 +47,12 @@ result = {}
 with tracetape.run(agent="batched") as run:
     ask(3)
     result["ended_before_flush"] = len(calls())
+    if sys.argv[4] == "wait":  # for the worker, a bounded while
+        for _ in range(500):
+            if len(calls()) == 3:
+                break
+            time.sleep(0.01)
+        result["ended_by_worker"] = len(calls())
     for _ in client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}],
                                             stream=True, stream_options={"include_usage": True}):
         pass
@@ -75,9 +81,9 @@ print(json.dumps(result), flush=True)
 """
 
 
-def _run(mock_openai, interval: float, max_pending: int, fork: str = "") -> list[dict]:
+def _run(mock_openai, interval: float, max_pending: int, mode: str = "") -> list[dict]:
     done = subprocess.run([sys.executable, "-c", PROGRAM, mock_openai.base_url, str(interval), str(max_pending),
-                           fork], capture_output=True, text=True, timeout=120)
+                           mode], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -95,9 +101,10 @@ def test_ended_calls_wait_for_their_batch_and_everything_that_reads_them_finds_t
 
 
 def test_the_endings_worker_runs_batches_on_its_own_thread(mock_openai):
-    (result,) = _run(mock_openai, 0.01, 1024)
+    (result,) = _run(mock_openai, 0.05, 1024, "wait")
+    assert result["ended_by_worker"] == 3  # while the app thread did nothing to end them
     assert result["after_flush"] == 6 and result["after_uninstrument"] == 7
-    assert "tracetape-endings" in result["threads"]
+    assert result["threads"][:3] == ["tracetape-endings"] * 3
 
 
 def test_memory_stays_bounded_when_endings_pile_up(mock_openai):
