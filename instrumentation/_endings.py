@@ -7,13 +7,14 @@ its code and data from the CPU's caches (measured inside calls: a chat
 call's attributes 200 µs, the first ``hashlib.sha256()`` of a call 18-22 µs
 against 0.8 µs for the next). In a batch the second ending on finds them
 warm. So endings are queued, and a worker runs them every
-:data:`INTERVAL_S`, in slices that let go of the GIL in between, so an
-application thread waits behind one slice at most. Measured
-(bench/overhead.py, 2 cores): the added wall time of a chat call fell from
-509 to 279 µs, of a stream from 857 to 398 µs, and the CPU of all threads
-per call with it (584 -> 386 and 1029 -> 789 µs). A worker woken for every
-ending was tried before and cost more than it saved (a wake-up and GIL
-hand-overs per call).
+:data:`INTERVAL_S`, in slices of :data:`SLICE`, letting go of the GIL in
+between. Measured (bench/overhead.py, 2 cores): the median added wall time
+of a chat call fell from 509 to 279 µs, of a stream from 857 to 398 µs, and
+the CPU of all threads per call with it (584 -> 386 and 1029 -> 789 µs). The
+price is in the tail: a call that needs the GIL while a slice runs waits for
+it, so the 99th percentile of a chat call's added time rose from ~1.5 to
+~2.1 ms (a stream's did not rise). A worker woken for every ending was tried
+before and cost more than it saved (a wake-up and GIL hand-overs per call).
 
 A span then ends up to :data:`INTERVAL_S` after its call (with its true end
 time). Whatever reads ended spans drains the queue first: ``flush()``, the
