@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ._holds import Held, Holds
 from ._tasks import start_detached
@@ -253,8 +253,7 @@ class BlobUploader:
             _log.warning("tracetape dropped %d payload blob(s) so far: %s", self.dropped + self._holds.dropped, why)
 
     def _run(self) -> None:
-        token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
+        with suppress_instrumentation():  # our own uploads are not events
             backoff = 0.1
             while True:
                 self._wake.wait(timeout=1.0)
@@ -291,8 +290,6 @@ class BlobUploader:
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     self._wake.set()
-        finally:
-            otel_context.detach(token)
 
     def _drop_remaining(self, why: str) -> None:
         """Count everything still queued or released as dropped (under the lock)."""

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ._guard import guarded
 from ._tasks import start_detached
@@ -102,14 +102,13 @@ def _run_slice(limit: int) -> None:
 
 
 def _work() -> None:
-    # Our own work: nothing an ending does (a span processor exporting, say) is recorded.
-    otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-    while _batching:
-        _wake.wait(INTERVAL_S)
-        _wake.clear()
-        while _pending:
-            _run_slice(SLICE)
-            time.sleep(0)  # lets a waiting app thread take the GIL between slices
+    with suppress_instrumentation():  # our own work: nothing an ending does (a processor exporting, say) is recorded
+        while _batching:
+            _wake.wait(INTERVAL_S)
+            _wake.clear()
+            while _pending:
+                _run_slice(SLICE)
+                time.sleep(0)  # lets a waiting app thread take the GIL between slices
 
 
 def _after_fork() -> None:

@@ -35,10 +35,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from tracetape.schemas import config
 from tracetape.schemas.config import AGENT, TAGS
@@ -98,16 +98,6 @@ def run_command(args: argparse.Namespace) -> int:
     return _run_recorded(args.agent, args.tag, command, env, args.endpoint, args.project)
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Start our own child outside the subprocess patch: it is the run, not an event of it."""
-    token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 def _wait_forwarding(process: subprocess.Popen) -> int:
     previous = {sig: signal.signal(sig, lambda signum, _frame: process.send_signal(signum)) for sig in _FORWARDED}
     # Ctrl-C reaches the whole foreground process group: the command handles it, we wait for it.
@@ -132,7 +122,7 @@ def _run_recorded(agent: str, tags: Sequence[str], command: list[str], env: dict
             link = child_link()
             child_env = {**env, **(link.to_env() if link is not None else {})}
             try:
-                with _quiet():
+                with suppress_instrumentation():  # our own child is the run, not an event of it
                     process = subprocess.Popen(command, env=child_env)
             except OSError as exc:
                 print(f"tracetape run: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
